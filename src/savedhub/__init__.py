@@ -1,0 +1,75 @@
+"""savedhub: load, fine-tune and publish reusable TensorFlow SavedModels.
+
+A drop-in successor to ``tensorflow_hub``::
+
+    import savedhub as hub
+
+    layer = hub.KerasLayer("https://hub.example.com/google/nnlm-en-dim128/2")
+    obj = hub.load("/models/my_mul")
+    path = hub.resolve(handle)
+
+``import savedhub`` does not import TensorFlow; ``load`` and ``KerasLayer``
+bring it in on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from savedhub.config import set_mirrors
+from savedhub.errors import (
+    CacheLockTimeout,
+    IntegrityError,
+    InvalidHandleError,
+    KerasLayerError,
+    MissingOpError,
+    ModelNotFoundError,
+    NotASavedModelError,
+    NotCachedError,
+    SavedhubError,
+    TransferError,
+    UnsafeArchiveError,
+)
+from savedhub.resolver import resolve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheLockTimeout",
+    "IntegrityError",
+    "InvalidHandleError",
+    "KerasLayer",
+    "KerasLayerError",
+    "MissingOpError",
+    "ModelNotFoundError",
+    "NotASavedModelError",
+    "NotCachedError",
+    "SavedhubError",
+    "TransferError",
+    "UnsafeArchiveError",
+    "__version__",
+    "load",
+    "resolve",
+    "set_mirrors",
+]
+
+if TYPE_CHECKING:
+    from savedhub.keras_layer import KerasLayer
+    from savedhub.loading import load
+
+_LAZY = {"load": "savedhub.loading", "KerasLayer": "savedhub.keras_layer"}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'savedhub' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,145 @@
+"""Every setting savedhub reads, with its environment variable and default.
+
+Settings are read at call time, never frozen at import, so a test or a
+notebook that changes ``os.environ`` sees the change on the next call.
+Precedence: an explicit argument > the environment > the default.
+``tensorflow_hub``'s own variables (``TFHUB_*``) keep their meaning; ours
+start with ``SAVEDHUB_``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+
+# Mirrors set from Python (``savedhub.set_mirrors``) win over SAVEDHUB_MIRRORS.
+_mirrors_override: list[tuple[str, str]] | None = None
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in _TRUE
+
+
+def _absl_flag(name: str) -> str | None:
+    """Value of an absl flag such as ``--tfhub_cache_dir`` if the program parsed flags."""
+    absl_flags = sys.modules.get("absl.flags")
+    if absl_flags is None:
+        return None
+    flags = absl_flags.FLAGS
+    try:
+        if name in flags and flags.is_parsed():
+            value = flags[name].value
+            return str(value) if value else None
+    except Exception:  # an absl without the flag, or one mid-parse: ignore it
+        return None
+    return None
+
+
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The cache root: argument, SAVEDHUB_CACHE_DIR, TFHUB_CACHE_DIR, --tfhub_cache_dir,
+    else the user's cache folder (never ``/tmp``, whose cleaners half-delete models)."""
+    for candidate in (
+        explicit,
+        os.environ.get("SAVEDHUB_CACHE_DIR"),
+        os.environ.get("TFHUB_CACHE_DIR"),
+        _absl_flag("tfhub_cache_dir"),
+    ):
+        if candidate:
+            return Path(os.path.expanduser(os.fspath(candidate)))
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("savedhub", appauthor=False))
+
+
+def model_load_format() -> str:
+    """COMPRESSED (default) or UNCOMPRESSED, from TFHUB_MODEL_LOAD_FORMAT or the absl flag."""
+    value = os.environ.get("TFHUB_MODEL_LOAD_FORMAT") or _absl_flag("tfhub_model_load_format")
+    value = (value or "COMPRESSED").strip().upper()
+    if value == "AUTO":
+        value = "COMPRESSED"
+    if value not in ("COMPRESSED", "UNCOMPRESSED"):
+        raise ValueError(
+            f"TFHUB_MODEL_LOAD_FORMAT={value!r} is not understood; "
+            "use COMPRESSED, UNCOMPRESSED or AUTO."
+        )
+    return value
+
+
+def offline() -> bool:
+    """SAVEDHUB_OFFLINE=1: never touch the network, load only from the cache."""
+    return _flag("SAVEDHUB_OFFLINE")
+
+
+def verify_certificates() -> bool:
+    """False when TFHUB_DISABLE_CERT_VALIDATION is set, as in tensorflow_hub."""
+    return not _flag("TFHUB_DISABLE_CERT_VALIDATION")
+
+
+def show_progress() -> bool:
+    """Whether to draw a progress bar (only ever on a terminal)."""
+    if _flag("SAVEDHUB_DISABLE_PROGRESS"):
+        return False
+    if os.environ.get("TFHUB_DOWNLOAD_PROGRESS") is not None:
+        return _flag("TFHUB_DOWNLOAD_PROGRESS")
+    return sys.stderr is not None and sys.stderr.isatty()
+
+
+def http_timeout() -> float:
+    """Seconds to wait for a connection or for the next bytes (SAVEDHUB_HTTP_TIMEOUT)."""
+    return float(os.environ.get("SAVEDHUB_HTTP_TIMEOUT", "60"))
+
+
+def http_retries() -> int:
+    """Attempts after the first on connection errors, timeouts and 5xx (SAVEDHUB_HTTP_RETRIES)."""
+    return int(os.environ.get("SAVEDHUB_HTTP_RETRIES", "4"))
+
+
+def max_extract_bytes() -> int:
+    """Largest total an archive may expand to (SAVEDHUB_MAX_EXTRACT_BYTES, default 64 GiB)."""
+    return int(os.environ.get("SAVEDHUB_MAX_EXTRACT_BYTES", str(64 * 2**30)))
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another process's download of the same handle."""
+    return float(os.environ.get("SAVEDHUB_LOCK_TIMEOUT", "3600"))
+
+
+def set_mirrors(mirrors: dict[str, str] | list[tuple[str, str]] | None) -> None:
+    """Rewrite handle prefixes from Python; ``None`` returns to SAVEDHUB_MIRRORS.
+
+    Example:
+        >>> set_mirrors({"https://tfhub.dev": "http://hub.internal:8080"})
+    """
+    global _mirrors_override
+    if mirrors is None:
+        _mirrors_override = None
+        return
+    pairs = list(mirrors.items()) if isinstance(mirrors, dict) else list(mirrors)
+    _mirrors_override = [(str(a), str(b)) for a, b in pairs]
+
+
+def mirrors() -> list[tuple[str, str]]:
+    """The ``(prefix, replacement)`` pairs in force, longest prefix first."""
+    if _mirrors_override is not None:
+        pairs = list(_mirrors_override)
+    else:
+        pairs = []
+        raw = os.environ.get("SAVEDHUB_MIRRORS", "")
+        for item in raw.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            prefix, sep, replacement = item.partition("=")
+            if not sep or not prefix.strip() or not replacement.strip():
+                raise ValueError(
+                    f"SAVEDHUB_MIRRORS entry {item!r} is not 'prefix=replacement'; "
+                    "example: SAVEDHUB_MIRRORS='https://tfhub.dev=http://hub.internal:8080'"
+                )
+            pairs.append((prefix.strip(), replacement.strip()))
+    return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)

@@ -1,0 +1,108 @@
+"""Every error savedhub raises, in one tree.
+
+Each class also inherits the builtin exception a caller would catch without
+knowing savedhub, so ``except FileNotFoundError`` keeps working::
+
+    SavedhubError
+    ├── InvalidHandleError (ValueError)      the handle is not something we can load
+    ├── ModelNotFoundError (FileNotFoundError)   nothing at that path or URL
+    ├── NotASavedModelError (ValueError)     a path exists but holds no SavedModel
+    ├── NotCachedError (FileNotFoundError)   offline, and the handle is not cached
+    ├── TransferError (OSError)              the network or server failed
+    │   └── IntegrityError                   bytes arrived but do not match their digest
+    ├── UnsafeArchiveError (ValueError)      an archive tries to escape or explode
+    ├── CacheLockTimeout (TimeoutError)      another process held the entry too long
+    ├── MissingOpError (ImportError)         the model needs ops of a package not installed
+    └── KerasLayerError (ValueError)         a KerasLayer argument or use is wrong
+
+Every message names the handle, URL or path it is about and says the fix.
+"""
+
+from __future__ import annotations
+
+
+class SavedhubError(Exception):
+    """Root of all savedhub errors."""
+
+
+class InvalidHandleError(SavedhubError, ValueError):
+    """The handle is of a type or form savedhub cannot load."""
+
+    def __init__(self, message: str, handle: object = None) -> None:
+        super().__init__(message)
+        self.handle = handle
+
+
+class ModelNotFoundError(SavedhubError, FileNotFoundError):
+    """Nothing exists where the handle points."""
+
+    def __init__(self, message: str, handle: object = None) -> None:
+        super().__init__(message)
+        self.handle = handle
+
+    def __str__(self) -> str:  # FileNotFoundError would otherwise format (errno, strerror)
+        return str(self.args[0])
+
+
+class NotASavedModelError(SavedhubError, ValueError):
+    """The handle points at something that is not a SavedModel directory."""
+
+    def __init__(self, message: str, handle: object = None) -> None:
+        super().__init__(message)
+        self.handle = handle
+
+
+class NotCachedError(SavedhubError, FileNotFoundError):
+    """Offline mode is on and the handle has no complete cache entry."""
+
+    def __init__(self, message: str, handle: object = None) -> None:
+        super().__init__(message)
+        self.handle = handle
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TransferError(SavedhubError, OSError):
+    """Downloading failed: connection, timeout, HTTP status or an unexpected body."""
+
+    def __init__(self, message: str, url: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class IntegrityError(TransferError):
+    """The downloaded bytes do not match the digest the server announced."""
+
+
+class UnsafeArchiveError(SavedhubError, ValueError):
+    """An archive member would escape its folder, is a device, or the archive is too large."""
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+class CacheLockTimeout(SavedhubError, TimeoutError):
+    """Another process kept a cache entry locked for longer than allowed."""
+
+    def __init__(self, message: str, lock_path: str | None = None) -> None:
+        super().__init__(message)
+        self.lock_path = lock_path
+
+
+class MissingOpError(SavedhubError, ImportError):
+    """The SavedModel uses TensorFlow ops that an uninstalled package provides."""
+
+    def __init__(self, message: str, op: str | None = None, package: str | None = None) -> None:
+        super().__init__(message)
+        self.op = op
+        self.package = package
+
+
+class KerasLayerError(SavedhubError, ValueError):
+    """A KerasLayer was given arguments that cannot work together."""

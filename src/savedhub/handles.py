@@ -1,0 +1,143 @@
+"""What a handle is: parsing, normalisation and mirror rewriting.
+
+A handle is what a user passes to ``load``/``resolve``/``KerasLayer``: a local
+path, a ``file://`` URL, an ``http(s)://`` URL of a hub that speaks the
+hosting protocol (or of a plain ``.tar.gz``), or a folder on a filesystem that
+TensorFlow reads in place (``gs://``, ``s3://``, ``ram://`` ...).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import urllib.parse
+from dataclasses import dataclass
+
+from savedhub import config
+from savedhub.errors import InvalidHandleError
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+# Query parameters of the hosting protocol that do not change which model is meant.
+_PROTOCOL_QUERY = {"tf-hub-format"}
+
+
+class HandleKind(enum.Enum):
+    LOCAL = "local"  # a folder on this machine, used in place
+    HTTP = "http"  # a hosting-protocol model URL or a plain archive URL
+    REMOTE_FS = "remote_fs"  # a folder TensorFlow's filesystems read in place
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A parsed handle.
+
+    Attributes:
+        original: the handle as the user wrote it (``str`` of a path-like).
+        kind: how it is resolved.
+        location: the normalised path or URL, after mirror rewriting; what is read.
+        cache_key: what names the cache entry: the normalised handle *before*
+            mirror rewriting, so changing a mirror does not refetch.
+        mirrored: True when a mirror rewrote the location.
+    """
+
+    original: str
+    kind: HandleKind
+    location: str
+    cache_key: str
+    mirrored: bool = False
+
+    @property
+    def is_archive_url(self) -> bool:
+        """An http(s) URL naming a ``.tar.gz`` itself rather than a model."""
+        path = urllib.parse.urlsplit(self.location).path
+        return self.kind is HandleKind.HTTP and path.endswith(ARCHIVE_SUFFIXES)
+
+
+def _as_text(handle: object) -> str:
+    if isinstance(handle, str):
+        text = handle
+    elif isinstance(handle, os.PathLike):
+        text = os.fspath(handle)
+        if isinstance(text, bytes):
+            text = os.fsdecode(text)
+    else:
+        raise InvalidHandleError(
+            f"A handle must be a string or a path (os.PathLike), got {type(handle).__name__}: "
+            f"{handle!r}. Pass a folder path, a file:// URL or an http(s):// model URL, "
+            "e.g. hub.load('/models/my_model').",
+            handle,
+        )
+    text = text.strip()
+    if not text:
+        raise InvalidHandleError(
+            "The handle is an empty string. Pass a folder path or a model URL.", handle
+        )
+    return text
+
+
+def normalise_url(url: str) -> str:
+    """Canonical form of an http(s) model URL: lower-case scheme and host, no
+    trailing slash, no hosting-protocol query, no fragment."""
+    parts = urllib.parse.urlsplit(url)
+    query = [
+        (k, v)
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if k not in _PROTOCOL_QUERY
+    ]
+    path = parts.path.rstrip("/") or ""
+    return urllib.parse.urlunsplit(
+        (
+            parts.scheme.lower(),
+            parts.netloc.lower(),
+            path,
+            urllib.parse.urlencode(query),
+            "",
+        )
+    )
+
+
+def apply_mirrors(location: str) -> tuple[str, bool]:
+    """Rewrite the longest configured mirror prefix of ``location``."""
+    for prefix, replacement in config.mirrors():
+        if location.startswith(prefix):
+            return replacement + location[len(prefix) :], True
+    return location, False
+
+
+def parse(handle: object) -> Handle:
+    """Parse and normalise a handle.
+
+    Example:
+        >>> parse("file:///models/mul").location
+        '/models/mul'
+
+    Raises:
+        InvalidHandleError: the handle is not a string/path, or has a scheme
+            savedhub cannot read.
+    """
+    text = _as_text(handle)
+    match = _SCHEME.match(text)
+    scheme = match.group(1).lower() if match else ""
+
+    if scheme == "file":
+        path = urllib.parse.unquote(urllib.parse.urlsplit(text).path)
+        if not path:
+            raise InvalidHandleError(f"The file:// URL {text!r} names no path.", handle)
+        return Handle(text, HandleKind.LOCAL, path, path)
+
+    if scheme in ("http", "https"):
+        key = normalise_url(text)
+        location, mirrored = apply_mirrors(key)
+        return Handle(text, HandleKind.HTTP, location, key, mirrored)
+
+    if scheme:
+        # Let a mirror map e.g. gs://bucket to an http hub before deciding.
+        location, mirrored = apply_mirrors(text.rstrip("/"))
+        if location.startswith(("http://", "https://")):
+            return Handle(text, HandleKind.HTTP, normalise_url(location), text, mirrored)
+        return Handle(text, HandleKind.REMOTE_FS, location, text.rstrip("/"), mirrored)
+
+    path = os.path.expanduser(text)
+    return Handle(text, HandleKind.LOCAL, path, path)

@@ -1,0 +1,76 @@
+"""``load()``: resolve a handle, then ``tf.saved_model.load`` it.
+
+This is the lowest module that imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from savedhub import handles, ops
+from savedhub.errors import ModelNotFoundError, NotASavedModelError
+from savedhub.handles import HandleKind
+from savedhub.resolver import SAVED_MODEL_FILES, resolve_handle
+
+TF1_HUB_MODULE_FILE = "tfhub_module.pb"
+
+
+def is_tf1_hub_module(path: str) -> bool:
+    """True for a model in the legacy TF1 Hub format (``tfhub_module.pb`` beside the graph)."""
+    return bool(tf.io.gfile.exists(os.path.join(path, TF1_HUB_MODULE_FILE)))
+
+
+def _check_remote_folder(path: str, handle: object) -> None:
+    if not tf.io.gfile.exists(path):
+        raise ModelNotFoundError(
+            f"No model at {handle!r}: TensorFlow's filesystem finds nothing at {path!r}. "
+            "Check the bucket and path, and your credentials for that storage.",
+            handle,
+        )
+    if not any(tf.io.gfile.exists(os.path.join(path, f)) for f in SAVED_MODEL_FILES):
+        raise NotASavedModelError(
+            f"{handle!r} is not a SavedModel folder: it has no saved_model.pb. "
+            "Point the handle at the folder the model was saved to.",
+            handle,
+        )
+
+
+def resolve_for_loading(handle: str | os.PathLike[str]) -> str:
+    """Resolve ``handle`` to a directory that ``tf.saved_model.load`` can read."""
+    parsed = handles.parse(handle)
+    path = resolve_handle(parsed)
+    if parsed.kind is HandleKind.REMOTE_FS or "://" in path:
+        _check_remote_folder(path, parsed.original)
+    return path
+
+
+def load(
+    handle: str | os.PathLike[str],
+    tags: list[str] | set[str] | None = None,
+    options: tf.saved_model.LoadOptions | None = None,
+) -> Any:
+    """Resolve a handle and load the SavedModel, as ``tf.saved_model.load`` would.
+
+    Args:
+        handle: a folder path, ``file://`` URL, model URL or ``gs://``-style folder.
+        tags: MetaGraph tags to load. ``None`` picks the model's default; for a
+            legacy TF1 Hub format module that is the empty tag set.
+        options: a ``tf.saved_model.LoadOptions``, passed through.
+
+    Returns:
+        The restored object: call it (``obj(x, training=False)``), use
+        ``obj.signatures``, ``obj.variables``, ``obj.trainable_variables``.
+
+    Example:
+        >>> obj = load("/models/my_mul")
+        >>> obj(tf.constant([10.0, 20.0]))  # [20., 40.]
+    """
+    path = resolve_for_loading(handle)
+    if tags is None and is_tf1_hub_module(path):
+        tags = []
+    return ops.call_importing_ops(
+        lambda: tf.saved_model.load(path, tags=tags, options=options), handle
+    )

@@ -1,0 +1,70 @@
+"""Shared fixtures: real SavedModels built once per session, and a clean environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import models  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's SAVEDHUB_*/TFHUB_* settings or their cache."""
+    for name in list(os.environ):
+        if name.startswith(("SAVEDHUB_", "TFHUB_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SAVEDHUB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SAVEDHUB_DISABLE_PROGRESS", "1")
+    from savedhub import config
+
+    monkeypatch.setattr(config, "_mirrors_override", None)
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+def _build(root: Path, name: str, builder) -> str:  # noqa: ANN001
+    path = root / name
+    if not path.exists():
+        builder(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def my_mul_path(model_root: Path) -> str:
+    """The guide's MyMulModel(2.0)."""
+    return _build(model_root, "my_mul", models.save_my_mul)
+
+
+@pytest.fixture(scope="session")
+def text_embedding_path(model_root: Path) -> str:
+    """Strings -> [batch, 32]; vocabulary asset, dropout, L2 loss, serving_default."""
+    return _build(model_root, "text_embedding", models.save_text_embedding)
+
+
+@pytest.fixture(scope="session")
+def keras3_export_path(model_root: Path) -> str:
+    """Keras 3 ``model.export()``: [batch, 4] -> [batch, 3], ``serve`` endpoint only."""
+    return _build(model_root, "keras3_export", models.save_keras3_export)
+
+
+@pytest.fixture(scope="session")
+def tf_keras_path(model_root: Path) -> str:
+    """tf_keras SavedModel: [batch, 4] -> [batch, 2], L2 regularizer, dropout."""
+    return _build(model_root, "tf_keras_model", models.save_tf_keras_model)
+
+
+@pytest.fixture(scope="session")
+def tf1_hub_path(model_root: Path) -> str:
+    """Legacy TF1 Hub format: default signature y = x @ [[1], [2]] + 0.5."""
+    return _build(model_root, "tf1_hub_module", models.save_tf1_hub_module)
