@@ -100,6 +100,16 @@ def http_retries() -> int:
     return int(os.environ.get("SAVEDHUB_HTTP_RETRIES", "4"))
 
 
+def http_backoff() -> float:
+    """Seconds before the first retry, doubled on each further one (SAVEDHUB_HTTP_BACKOFF)."""
+    return float(os.environ.get("SAVEDHUB_HTTP_BACKOFF", "0.5"))
+
+
+def max_extract_members() -> int:
+    """Most members an archive may hold (SAVEDHUB_MAX_EXTRACT_MEMBERS, default 100000)."""
+    return int(os.environ.get("SAVEDHUB_MAX_EXTRACT_MEMBERS", "100000"))
+
+
 def max_extract_bytes() -> int:
     """Largest total an archive may expand to (SAVEDHUB_MAX_EXTRACT_BYTES, default 64 GiB)."""
     return int(os.environ.get("SAVEDHUB_MAX_EXTRACT_BYTES", str(64 * 2**30)))
@@ -108,6 +118,12 @@ def max_extract_bytes() -> int:
 def lock_timeout() -> float:
     """Seconds to wait for another process's download of the same handle."""
     return float(os.environ.get("SAVEDHUB_LOCK_TIMEOUT", "3600"))
+
+
+def lock_stale_seconds() -> float:
+    """A tensorflow_hub ``.lock`` of another host whose download shows no progress for
+    this long is taken over (SAVEDHUB_LOCK_STALE_SECONDS; tensorflow_hub itself uses 600)."""
+    return float(os.environ.get("SAVEDHUB_LOCK_STALE_SECONDS", "600"))
 
 
 def set_mirrors(mirrors: dict[str, str] | list[tuple[str, str]] | None) -> None:
@@ -143,3 +159,14 @@ def mirrors() -> list[tuple[str, str]]:
                 )
             pairs.append((prefix.strip(), replacement.strip()))
     return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
+
+
+def serve_tokens() -> str | None:
+    """Publishing tokens for ``savedhub serve``, comma-separated (SAVEDHUB_SERVE_TOKENS);
+    with none here and no tokens file, the server takes no uploads."""
+    return os.environ.get("SAVEDHUB_SERVE_TOKENS") or None
+
+
+def push_token() -> str | None:
+    """The bearer token ``savedhub push`` sends when none is given (SAVEDHUB_TOKEN)."""
+    return os.environ.get("SAVEDHUB_TOKEN") or None

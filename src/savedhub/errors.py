@@ -9,10 +9,13 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     ├── NotASavedModelError (ValueError)     a path exists but holds no SavedModel
     ├── NotCachedError (FileNotFoundError)   offline, and the handle is not cached
     ├── TransferError (OSError)              the network or server failed
-    │   └── IntegrityError                   bytes arrived but do not match their digest
+    │   ├── IntegrityError                   bytes arrived but do not match their digest
+    │   └── NotAnArchiveError                an HTML page or other non-archive body arrived
     ├── UnsafeArchiveError (ValueError)      an archive tries to escape or explode
     ├── CacheLockTimeout (TimeoutError)      another process held the entry too long
+    ├── CacheFullError (OSError)             the disk holding the cache is full
     ├── MissingOpError (ImportError)         the model needs ops of a package not installed
+    ├── UnsupportedSourceError (ValueError)  savedhub convert cannot convert that folder
     └── KerasLayerError (ValueError)         a KerasLayer argument or use is wrong
 
 Every message names the handle, URL or path it is about and says the fix.
@@ -79,6 +82,10 @@ class IntegrityError(TransferError):
     """The downloaded bytes do not match the digest the server announced."""
 
 
+class NotAnArchiveError(TransferError):
+    """The server answered with an HTML page or another body that is not a tar archive."""
+
+
 class UnsafeArchiveError(SavedhubError, ValueError):
     """An archive member would escape its folder, is a device, or the archive is too large."""
 
@@ -95,6 +102,17 @@ class CacheLockTimeout(SavedhubError, TimeoutError):
         self.lock_path = lock_path
 
 
+class CacheFullError(SavedhubError, OSError):
+    """Writing into the cache failed because its disk is full (ENOSPC)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class MissingOpError(SavedhubError, ImportError):
     """The SavedModel uses TensorFlow ops that an uninstalled package provides."""
 
@@ -104,5 +122,17 @@ class MissingOpError(SavedhubError, ImportError):
         self.package = package
 
 
+class UnsupportedSourceError(SavedhubError, ValueError):
+    """``savedhub convert`` was given a folder that is not a model it can convert."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class KerasLayerError(SavedhubError, ValueError):
     """A KerasLayer was given arguments that cannot work together."""
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was damaged (and fetched again), or a stale lock was taken over."""
