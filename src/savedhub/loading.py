@@ -69,8 +69,13 @@ def load(
         >>> obj(tf.constant([10.0, 20.0]))  # [20., 40.]
     """
     path = resolve_for_loading(handle)
-    if tags is None and is_tf1_hub_module(path):
+    tf1_module = is_tf1_hub_module(path)
+    if tags is None and tf1_module:
         tags = []
-    return ops.call_importing_ops(
+    obj = ops.call_importing_ops(
         lambda: tf.saved_model.load(path, tags=tags, options=options), handle
     )
+    # The attribute tensorflow_hub sets, so code written for it (and our
+    # KerasLayer) can tell a legacy module apart.
+    obj._is_hub_module_v1 = tf1_module
+    return obj

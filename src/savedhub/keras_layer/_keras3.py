@@ -1,0 +1,151 @@
+"""``KerasLayer`` for Keras 3 (what ``tf.keras`` is on TensorFlow 2.16+)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from savedhub.keras_layer._common import HubCallable, as_tensor_input
+
+
+@keras.saving.register_keras_serializable(package="savedhub")
+class KerasLayer(keras.layers.Layer):
+    """Wraps a SavedModel as a Keras 3 layer, like ``tensorflow_hub.KerasLayer``.
+
+    The layer calls the model's ``__call__`` (or a named signature, or the
+    ``serve`` endpoint of a Keras 3 export) and tracks the loaded object's own
+    variables as its weights: training updates them in place, so
+    ``tf.saved_model.save(layer.resolved_object, path)`` exports fine-tuned
+    weights.
+
+    Args:
+        handle: a model path or URL, or an object returned by ``hub.load``.
+        trainable: fine-tune the model's trainable variables, add its
+            regularization losses and call it with ``training=True`` in ``fit``.
+        arguments: extra keyword arguments passed on every call.
+        signature: call this signature instead of ``__call__`` (not trainable).
+        signature_outputs_as_dict: with ``signature``, return the whole output dict.
+        output_key: with ``signature``, return only this output.
+        output_shape: output shape without the batch dimension (a nest for
+            several outputs), for models whose outputs have unknown shapes.
+        load_options: a ``tf.saved_model.LoadOptions`` used when loading ``handle``.
+        tags: MetaGraph tags to load (legacy TF1 Hub format models).
+        **kwargs: Layer arguments (``name``, ``dtype``, ...).
+
+    Example:
+        >>> embed = hub.KerasLayer("/models/text_embedding", trainable=True)
+        >>> model = keras.Sequential([embed, keras.layers.Dense(1)])
+    """
+
+    def __init__(
+        self,
+        handle: Any,
+        trainable: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        _sentinel: None = None,
+        tags: Sequence[str] | None = None,
+        signature: str | None = None,
+        signature_outputs_as_dict: bool | None = None,
+        output_key: str | None = None,
+        output_shape: Any = None,
+        load_options: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if _sentinel is not None:
+            raise TypeError("KerasLayer takes handle, trainable and arguments positionally only.")
+        self._hub = HubCallable(
+            handle,
+            trainable=trainable,
+            arguments=arguments,
+            signature=signature,
+            signature_outputs_as_dict=signature_outputs_as_dict,
+            output_key=output_key,
+            output_shape=output_shape,
+            load_options=load_options,
+            tags=tags,
+        )
+        spec = self._hub.input_spec()
+        # The dtype of non-float inputs (strings, token ids): Keras 3 builds a
+        # Sequential's Input with the first layer's compute_dtype.
+        self._hub_input_dtype = (
+            spec.dtype.name if spec is not None and not spec.dtype.is_floating else None
+        )
+        if self._hub_input_dtype is not None:
+            # Like Keras' own string/int preprocessing layers: the layer's dtype
+            # is its input's, so no float autocasting touches it.
+            kwargs.setdefault("dtype", self._hub_input_dtype)
+        super().__init__(trainable=trainable, **kwargs)
+        trainable_vars, frozen_vars = self._hub.variables()
+        # Keras variables that alias (not copy) the loaded tf.Variables.
+        self._hub_weights = [
+            self._track_existing(v, trainable=True) for v in trainable_vars
+        ] + [self._track_existing(v, trainable=False) for v in frozen_vars]
+        self.built = True
+
+    def _track_existing(self, variable: tf.Variable, trainable: bool) -> keras.Variable:
+        wrapped = keras.Variable(
+            initializer=variable,
+            trainable=trainable,
+            dtype=variable.dtype,
+            shape=variable.shape,
+            name=variable.name.split(":")[0].replace("/", "_"),
+        )
+        self._track_variable(wrapped)
+        return wrapped
+
+    @property
+    def trainable(self) -> bool:
+        return super().trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        hub = getattr(self, "_hub", None)
+        if hub is not None:
+            hub.check_trainable(bool(value))
+        keras.layers.Layer.trainable.fset(self, value)  # type: ignore[attr-defined]
+
+    @property
+    def resolved_object(self) -> Any:
+        """The object ``hub.load`` returned for this layer's handle."""
+        return self._hub.loaded
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        # Keras 3 only accepts tensors positionally; the original layer took
+        # lists of numbers or strings (``layer([10., 20.])`` in the guide).
+        return super().__call__(as_tensor_input(inputs), *args, **kwargs)
+
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        # Like BatchNormalization: a frozen layer always runs in inference mode.
+        if not self.trainable:
+            training = False
+        return self._hub.call(inputs, training)
+
+    def _get_own_losses(self) -> list[Any]:
+        # The SavedModel's regularization losses count while the layer is
+        # trainable, wherever Keras collects losses (layer.losses, model.losses).
+        losses = super()._get_own_losses()
+        if self.trainable:
+            losses = losses + self._hub.regularization_losses()
+        return losses
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        shape = self._hub.output_shape_for(input_shape)
+        if shape is not None:
+            return shape
+        spec = self.compute_output_spec(keras.KerasTensor(input_shape, dtype="float32"))
+        return tf.nest.map_structure(lambda t: t.shape, spec)
+
+    def compute_output_spec(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        # Trace the real function (dtypes included), not compute_output_shape,
+        # with inputs of the dtype the SavedModel takes.
+        if self._hub_input_dtype is not None and isinstance(inputs, keras.KerasTensor):
+            inputs = keras.KerasTensor(inputs.shape, dtype=self._hub_input_dtype)
+        return keras.Operation.compute_output_spec(self, inputs, *args, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(self._hub.config())
+        return config

@@ -1,0 +1,103 @@
+"""``KerasLayer`` for ``tf_keras`` (Keras 2, what ``tf.keras`` is with TF_USE_LEGACY_KERAS=1)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+import tf_keras
+
+from savedhub.keras_layer._common import HubCallable
+
+
+@tf_keras.saving.register_keras_serializable(package="savedhub")
+class KerasLayer(tf_keras.layers.Layer):
+    """Wraps a SavedModel as a ``tf_keras`` layer; same arguments and behaviour
+    as the Keras 3 variant (``savedhub.keras_layer.Keras3Layer``)."""
+
+    def __init__(
+        self,
+        handle: Any,
+        trainable: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        _sentinel: None = None,
+        tags: Sequence[str] | None = None,
+        signature: str | None = None,
+        signature_outputs_as_dict: bool | None = None,
+        output_key: str | None = None,
+        output_shape: Any = None,
+        load_options: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if _sentinel is not None:
+            raise TypeError("KerasLayer takes handle, trainable and arguments positionally only.")
+        self._hub = HubCallable(
+            handle,
+            trainable=trainable,
+            arguments=arguments,
+            signature=signature,
+            signature_outputs_as_dict=signature_outputs_as_dict,
+            output_key=output_key,
+            output_shape=output_shape,
+            load_options=load_options,
+            tags=tags,
+        )
+        super().__init__(trainable=trainable, **kwargs)
+        trainable_vars, frozen_vars = self._hub.variables()
+        for variable in trainable_vars:
+            self._track_existing(variable, trainable=True)
+        for variable in frozen_vars:
+            self._track_existing(variable, trainable=False)
+        for loss_fn in getattr(self._hub.loaded, "regularization_losses", None) or []:
+            # A callable loss is evaluated whenever Keras collects losses, so it
+            # follows later changes of layer.trainable.
+            self.add_loss(self._loss_while_trainable(loss_fn))
+        # Keeps the loaded object reachable for tf.saved_model.save of the model.
+        self._hub_object = self._hub.loaded
+
+    def _track_existing(self, variable: tf.Variable, trainable: bool) -> None:
+        self.add_weight(
+            name=variable.name.split(":")[0],
+            shape=variable.shape,
+            dtype=variable.dtype,
+            trainable=trainable,
+            getter=lambda *_, **__: variable,
+        )
+
+    def _loss_while_trainable(self, loss_fn: Any) -> Any:
+        return lambda: loss_fn() if self.trainable else tf.constant(0.0)
+
+    @property
+    def trainable(self) -> bool:
+        return super().trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        hub = getattr(self, "_hub", None)
+        if hub is not None:
+            hub.check_trainable(bool(value))
+        tf_keras.layers.Layer.trainable.fset(self, value)  # type: ignore[attr-defined]
+
+    @property
+    def resolved_object(self) -> Any:
+        """The object ``hub.load`` returned for this layer's handle."""
+        return self._hub.loaded
+
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        if not self.trainable:
+            training = False
+        elif training is None:
+            training = tf_keras.backend.learning_phase()
+        return self._hub.call(inputs, training)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        shape = self._hub.output_shape_for(input_shape)
+        if shape is not None:
+            return tf.nest.map_structure(tf.TensorShape, shape, check_types=False)
+        return super().compute_output_shape(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(self._hub.config())
+        return config
