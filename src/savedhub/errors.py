@@ -16,6 +16,7 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     ├── CacheFullError (OSError)             the disk holding the cache is full
     ├── MissingOpError (ImportError)         the model needs ops of a package not installed
     ├── UnsupportedSourceError (ValueError)  savedhub convert cannot convert that folder
+    ├── PublishError (RuntimeError)          a hub refused a push (token, version exists, lint)
     └── KerasLayerError (ValueError)         a KerasLayer argument or use is wrong
 
 Every message names the handle, URL or path it is about and says the fix.
@@ -136,3 +137,20 @@ class KerasLayerError(SavedhubError, ValueError):
 
 class CacheWarning(UserWarning):
     """A cache entry was damaged (and fetched again), or a stale lock was taken over."""
+
+
+class PublishError(SavedhubError, RuntimeError):
+    """A hub refused to publish a model: no or wrong token, an existing version,
+    a model that fails lint, or an archive over the hub's size limit."""
+
+    def __init__(
+        self,
+        message: str,
+        url: str | None = None,
+        status: int | None = None,
+        findings: list[dict[str, object]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.findings = findings or []
