@@ -170,3 +170,19 @@ def serve_tokens() -> str | None:
 def push_token() -> str | None:
     """The bearer token ``savedhub push`` sends when none is given (SAVEDHUB_TOKEN)."""
     return os.environ.get("SAVEDHUB_TOKEN") or None
+
+
+def pack_mtime() -> int:
+    """The mtime ``pack`` gives every archive member: SOURCE_DATE_EPOCH (the
+    reproducible-builds convention) if set, else 0, so archives do not depend
+    on when files were written."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return 0
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise ValueError(
+            f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds since 1970; "
+            "unset it or set e.g. SOURCE_DATE_EPOCH=1700000000."
+        ) from None
