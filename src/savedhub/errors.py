@@ -17,12 +17,15 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     ├── MissingOpError (ImportError)         the model needs ops of a package not installed
     ├── UnsupportedSourceError (ValueError)  savedhub convert cannot convert that folder
     ├── PublishError (RuntimeError)          a hub refused a push (token, version exists, lint)
+    ├── PackError (ValueError)               a folder cannot be packed (lint errors, output inside)
     └── KerasLayerError (ValueError)         a KerasLayer argument or use is wrong
 
 Every message names the handle, URL or path it is about and says the fix.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class SavedhubError(Exception):
@@ -154,3 +157,15 @@ class PublishError(SavedhubError, RuntimeError):
         self.url = url
         self.status = status
         self.findings = findings or []
+
+
+class PackError(SavedhubError, ValueError):
+    """``pack`` refused a model folder: it fails lint's errors, the output would
+    land inside it, or it holds links to folders or special files."""
+
+    def __init__(
+        self, message: str, path: str | None = None, findings: Sequence[object] = ()
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.findings = list(findings)
