@@ -16,6 +16,7 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     ├── CacheFullError (OSError)             the disk holding the cache is full
     ├── MissingOpError (ImportError)         the model needs ops of a package not installed
     ├── UnsupportedSourceError (ValueError)  savedhub convert cannot convert that folder
+    ├── OutputExistsError (FileExistsError)  the output folder exists and is not empty
     ├── PublishError (RuntimeError)          a hub refused a push (token, version exists, lint)
     ├── PackError (ValueError)               a folder cannot be packed (lint errors, output inside)
     └── KerasLayerError (ValueError)         a KerasLayer argument or use is wrong
@@ -132,6 +133,17 @@ class UnsupportedSourceError(SavedhubError, ValueError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class OutputExistsError(SavedhubError, FileExistsError):
+    """A command would overwrite a folder that already holds files."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class KerasLayerError(SavedhubError, ValueError):

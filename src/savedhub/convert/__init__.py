@@ -1,0 +1,132 @@
+"""Other model formats -> Reusable SavedModel.
+
+Today: a sentence-transformers folder of a BERT model (for example
+``sentence-transformers/all-MiniLM-L6-v2``) becomes a SavedModel that maps
+strings to sentence embeddings, tokenizer included. The result is packed,
+pushed and loaded like any hub model::
+
+    from savedhub.convert import convert
+
+    convert("all-MiniLM-L6-v2/", "minilm_savedmodel/")
+    embed = savedhub.load("minilm_savedmodel/")
+    embed(["a sentence", "another one"])   # float32 [2, 384], unit length
+
+TensorFlow, tensorflow-text and safetensors are imported only when
+:func:`convert` runs, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from savedhub.convert._source import SUPPORTED, BertSource, read_source, sha256_of
+from savedhub.errors import MissingOpError, OutputExistsError
+
+__all__ = ["SUPPORTED", "BertSource", "convert", "read_source", "sha256_of"]
+
+log = logging.getLogger("savedhub")
+
+CARD_FILE = "README.md"
+
+
+def _require(module: str, pip_name: str, extra: str, src: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingOpError(
+            f"Converting {src!r} needs the package {pip_name!r}, which is not installed. "
+            f"Install it with: pip install {pip_name} (or pip install 'savedhub[{extra}]').",
+            package=pip_name,
+        )
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(
+            f"Cannot write the converted model to {str(out)!r}: it is a file. "
+            "Choose a folder path that does not exist yet.",
+            str(out),
+        )
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"Cannot write the converted model to {str(out)!r}: the folder is not empty. "
+            "Choose another folder, or pass overwrite=True (savedhub convert --overwrite) "
+            "to replace it.",
+            str(out),
+        )
+
+
+def _write_saved_model(source: BertSource, work: Path) -> None:
+    import tensorflow as tf
+    from safetensors.numpy import load_file
+
+    from savedhub import __version__
+    from savedhub.convert._bert import SentenceEncoder
+    from savedhub.convert._card import model_card
+    from savedhub.convert._chartable import build_char_table
+
+    table = build_char_table(source.tokenizer.normalizer, source.tokenizer.special_tokens)
+    encoder = SentenceEncoder(source, table, load_file(source.weights_file))
+    tf.saved_model.save(encoder, str(work), signatures={"serving_default": encoder.serve})
+    (work / CARD_FILE).write_text(model_card(source, __version__), encoding="utf-8")
+
+
+def convert(
+    src: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
+) -> str:
+    """Convert the sentence-transformers BERT folder ``src`` into a SavedModel at ``out``.
+
+    The model is written into a temporary folder beside ``out`` and renamed into
+    place when complete, so ``out`` never holds a half-written model. ``out``
+    also gets a model card, ``README.md``.
+
+    Args:
+        src: folder with ``modules.json``, ``config.json``, ``model.safetensors``,
+            ``vocab.txt`` and the pooling config, as sentence-transformers saves it.
+        out: folder to create. It may exist only if empty, unless ``overwrite``.
+        overwrite: replace a non-empty ``out``.
+
+    Returns:
+        ``out`` as a string path.
+
+    Raises:
+        ModelNotFoundError: ``src`` is not a folder.
+        UnsupportedSourceError: ``src`` is not a model this converter supports;
+            the message says what was found and what is supported.
+        OutputExistsError: ``out`` is a file, or a non-empty folder without ``overwrite``.
+        MissingOpError: tensorflow-text or safetensors is not installed.
+
+    Example:
+        >>> convert("all-MiniLM-L6-v2", "minilm")
+        'minilm'
+    """
+    src_str = os.fspath(src)
+    target = Path(os.path.abspath(os.fspath(out)))
+    source = read_source(src_str)
+    _check_output(target, overwrite)
+    _require("tensorflow_text", "tensorflow-text", "text", src_str)
+    _require("safetensors", "safetensors", "convert", src_str)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.converting-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)  # mkdtemp's 0700 would hide the model from other users
+    try:
+        log.info("converting %s (sha256 %s) to %s", source.folder, source.sha256, target)
+        _write_saved_model(source, work)
+        if target.exists():
+            _check_output(target, overwrite)  # it may have filled while we worked
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
+            os.replace(target, old / "model")
+            os.replace(work, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(work, target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return os.fspath(out)

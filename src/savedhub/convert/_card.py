@@ -1,0 +1,92 @@
+"""The model card (README.md) written beside a converted SavedModel.
+
+The hub server shows it on the model's page, so it says what the model is,
+where it came from (repository, revision, weights digest), its licence, and
+how to load it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from savedhub.convert._source import BertSource
+
+_LICENCES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "cc-by-4.0": "CC-BY-4.0"}
+
+
+def source_licence(folder: str) -> str | None:
+    """The ``license:`` of the source README's front matter, in SPDX spelling where known."""
+    readme = Path(folder) / "README.md"
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    front = re.match(r"---\n(.*?)\n---", text, re.DOTALL)
+    found = re.search(r"^license:\s*(\S+)", front.group(1), re.MULTILINE) if front else None
+    if found is None:
+        return None
+    value = found.group(1).strip("'\"")
+    return _LICENCES.get(value.lower(), value)
+
+
+def model_card(source: BertSource, version: str) -> str:
+    """Markdown text of the card."""
+    config, tok = source.config, source.tokenizer
+    hidden = config["hidden_size"]
+    upstream = source.upstream
+    title = upstream[0].rsplit("/", 1)[-1] if upstream else Path(source.folder).name
+    licence = source_licence(source.folder)
+    if upstream:
+        origin = (
+            f"- Upstream: [{upstream[0]}](https://huggingface.co/{upstream[0]}), "
+            f"revision `{upstream[1]}`\n"
+        )
+    else:
+        origin = f"- Upstream: `{source.name}` (converted from a local folder)\n"
+    pooling = {
+        "mean": "mean pooling over the attention mask",
+        "cls": "the [CLS] token",
+        "max": "max pooling over the attention mask",
+    }[source.pooling]
+    normalised = ", then L2 normalisation" if source.normalize else ""
+    return f"""# {title}
+
+A sentence embedding model as a TensorFlow Reusable SavedModel: a batch of strings in,
+`float32 [batch, {hidden}]` vectors out{" (unit length)" if source.normalize else ""}.
+Converted from sentence-transformers by `savedhub convert` (savedhub {version}); the
+tokenizer runs inside the graph, so the model needs no Python preprocessing.
+
+- Architecture: BERT, {config["num_hidden_layers"]} layers, hidden size {hidden},
+  {config["num_attention_heads"]} attention heads, WordPiece vocabulary of {tok.vocab_size} tokens
+- Input: up to {tok.max_seq_length} tokens including [CLS] and [SEP]; longer texts are
+  truncated, as sentence-transformers does
+- Output: {pooling}{normalised}
+
+## Source
+
+{origin}- Weights: `model.safetensors`, SHA-256 `{source.sha256}`
+- Licence: {licence or "not stated by the source; check it before you publish this model"}
+
+## Use
+
+```python
+import savedhub as hub
+
+embed = hub.load("HANDLE")        # a path, or the model's URL on a hub
+vectors = embed(["The weather is lovely today.", "It's so sunny outside!"])
+similarity = vectors[0] @ vectors[1]   # cosine similarity (vectors have unit length)
+
+layer = hub.KerasLayer("HANDLE", trainable=True)   # fine-tune inside a Keras model
+```
+
+The in-graph WordPiece step uses tensorflow-text ops: `pip install 'savedhub[text]'`.
+savedhub imports tensorflow-text for you when it loads the model.
+
+## Interface
+
+- `obj(inputs, training=False)`: `inputs` is a `tf.string` tensor `[batch]`; dropout is
+  active only with `training=True`
+- `obj.signatures["serving_default"]`: `inputs` -> `{{"outputs": [batch, {hidden}]}}`
+- `obj.tokenize(inputs)`: the token ids the model sees (a `tf.RaggedTensor`)
+- `obj.variables`, `obj.trainable_variables`, `obj.regularization_losses` (empty)
+"""
