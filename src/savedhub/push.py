@@ -1,0 +1,181 @@
+"""``push``: publish a SavedModel folder or a packed archive to a savedhub server.
+
+A folder is packed first (reproducibly, by :mod:`savedhub.pack`); the archive
+is then sent with ``PUT /api/models/<publisher>/<model>/<version>`` and a
+bearer token, with a progress bar counting the bytes sent. The server checks
+the model and answers with its metadata; the digest it computed must equal
+the one computed here, so a corrupted upload cannot be published silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from savedhub import config
+from savedhub.errors import IntegrityError, InvalidHandleError, PublishError, TransferError
+from savedhub.handles import ARCHIVE_SUFFIXES
+
+_CHUNK = 1 << 20
+_API_PREFIX = "api/models"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """A published version: its model URL, the archive's SHA-256 and size, and the
+    metadata the server recorded (signatures, variables, created time...)."""
+
+    url: str
+    sha256: str
+    size: int
+    metadata: dict[str, Any]
+
+
+def upload_url(model_url: str) -> tuple[str, str]:
+    """``(api URL to PUT to, model URL)`` for a model URL ``.../PUBLISHER/MODEL/VERSION``.
+
+    Example:
+        >>> upload_url("http://hub:8080/acme/mul/1")
+        ('http://hub:8080/api/models/acme/mul/1', 'http://hub:8080/acme/mul/1')
+
+    Raises:
+        InvalidHandleError: the URL is not http(s) or has no publisher/model/version.
+    """
+    parts = urllib.parse.urlsplit(model_url.strip())
+    segments = [s for s in parts.path.split("/") if s]
+    if segments[:2] == _API_PREFIX.split("/"):
+        segments = segments[2:]
+    if parts.scheme not in ("http", "https") or len(segments) < 3:
+        raise InvalidHandleError(
+            f"Cannot push to {model_url!r}: give the model URL with its version, "
+            "e.g. http://hub.example.com:8080/PUBLISHER/MODEL/1.",
+            model_url,
+        )
+    prefix, (publisher, model, version) = segments[:-3], segments[-3:]
+    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", "")).rstrip("/")
+    root = "/".join([base, *prefix])
+    return (
+        f"{root}/{_API_PREFIX}/{publisher}/{model}/{version}",
+        f"{root}/{publisher}/{model}/{version}",
+    )
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _chunks(path: Path, progress: Any) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            progress.update(len(chunk))
+            yield chunk
+
+
+def _refusal(response: httpx.Response, url: str) -> PublishError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:500]}
+    message = str(body.get("error") or f"HTTP {response.status_code}")
+    findings = body.get("findings") or []
+    shown = "".join(
+        f"\n  {f.get('severity', '?')}: {f.get('message', f)}"
+        for f in findings
+        if isinstance(f, dict)
+    )
+    return PublishError(
+        f"{url} refused the push (HTTP {response.status_code}): {message}{shown}",
+        url,
+        response.status_code,
+        findings,
+    )
+
+
+def _send(archive: Path, api_url: str, model_url: str, token: str | None) -> PushResult:
+    from tqdm.auto import tqdm
+
+    size = archive.stat().st_size
+    sha256 = _sha256_of(archive)
+    headers = {
+        "Content-Type": "application/gzip",
+        "Content-Length": str(size),
+        "User-Agent": "savedhub",
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    progress = tqdm(
+        total=size,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"push {model_url}",
+        disable=not config.show_progress(),
+    )
+    timeout = httpx.Timeout(config.http_timeout(), read=max(config.http_timeout(), 600.0))
+    try:
+        with progress, httpx.Client(timeout=timeout, verify=config.verify_certificates()) as client:
+            response = client.put(api_url, content=_chunks(archive, progress), headers=headers)
+    except httpx.HTTPError as exc:
+        raise TransferError(
+            f"Could not push to {model_url}: {type(exc).__name__}: {exc}. "
+            "Check that the hub is running and the URL is right.",
+            model_url,
+        ) from exc
+    if response.status_code != 201:
+        raise _refusal(response, model_url)
+    body = response.json()
+    metadata = body.get("metadata", {})
+    server_sha = metadata.get("archive", {}).get("sha256")
+    if server_sha != sha256:
+        raise IntegrityError(
+            f"{model_url} recorded SHA-256 {server_sha} but {archive} has {sha256}; the upload "
+            "was damaged on the way. Ask the hub's operator to remove the version.",
+            model_url,
+        )
+    return PushResult(str(body.get("url", model_url)), sha256, size, metadata)
+
+
+def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> PushResult:
+    """Publish a SavedModel folder or a ``.tar.gz`` archive as the version at ``url``.
+
+    Args:
+        src: a SavedModel folder (packed on the fly) or an archive made by ``savedhub pack``.
+        url: the version's model URL, ``http(s)://HOST/PUBLISHER/MODEL/VERSION``.
+        token: the hub's bearer token; default SAVEDHUB_TOKEN.
+
+    Returns:
+        The published version's URL, digest, size and the server's metadata.
+
+    Example:
+        >>> push("./my_model", "http://hub:8080/acme/mul/1", token="s3cr3t")  # doctest: +SKIP
+
+    Raises:
+        PublishError: the hub refused (401/403 token, 409 version exists, 413 too large,
+            422 not a valid model, with lint findings).
+        TransferError: the hub could not be reached.
+        InvalidHandleError, ModelNotFoundError, NotASavedModelError: bad ``url`` or ``src``.
+    """
+    api_url, model_url = upload_url(url)
+    token = token or config.push_token()
+    source = Path(src).expanduser()
+    if source.is_file() and source.name.endswith(ARCHIVE_SUFFIXES):
+        return _send(source, api_url, model_url, token)
+    from savedhub.pack import pack
+    from savedhub.resolver import check_saved_model_dir
+
+    check_saved_model_dir(source, os.fspath(src))
+    with tempfile.TemporaryDirectory(prefix="savedhub-push-") as tmp:
+        packed = pack(source, Path(tmp) / "model.tar.gz")
+        return _send(Path(packed.path), api_url, model_url, token)

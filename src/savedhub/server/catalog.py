@@ -1,0 +1,132 @@
+"""What the hub holds: publishers, models, versions and their metadata, read from storage.
+
+Versions are immutable, so a version's metadata is read from storage once
+and kept in memory; listings are read fresh on every call so that models
+published by another server in front of the same storage appear at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from savedhub.server import storage as layout
+from savedhub.server.names import is_valid_name, latest, version_key
+from savedhub.server.storage import Storage
+
+
+@dataclass(frozen=True)
+class Version:
+    """One published version and its ``metadata.json``."""
+
+    publisher: str
+    model: str
+    version: str
+    metadata: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.publisher}/{self.model}/{self.version}"
+
+    @property
+    def sha256(self) -> str:
+        return str(self.metadata["archive"]["sha256"])
+
+    @property
+    def archive_size(self) -> int:
+        return int(self.metadata["archive"]["size"])
+
+    @property
+    def created(self) -> str:
+        return str(self.metadata.get("created", ""))
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A model with its versions (natural order, oldest first) and the latest one."""
+
+    publisher: str
+    model: str
+    versions: list[str]
+    latest: Version
+
+    @property
+    def name(self) -> str:
+        return f"{self.publisher}/{self.model}"
+
+
+class Catalog:
+    """Reads the storage layout described in :mod:`savedhub.server.storage`."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._metadata: dict[tuple[str, str, str], Version] = {}
+        self._lock = threading.Lock()
+
+    def publishers(self) -> list[str]:
+        return self.storage.list_dirs()
+
+    def models(self, publisher: str) -> list[str]:
+        return [m for m in self.storage.list_dirs(publisher) if self.versions(publisher, m)]
+
+    def versions(self, publisher: str, model: str) -> list[str]:
+        """Published versions of a model, oldest first."""
+        found = [
+            v
+            for v in self.storage.list_dirs(publisher, model)
+            if self.get(publisher, model, v) is not None
+        ]
+        return sorted(found, key=version_key)
+
+    def get(self, publisher: str, model: str, version: str) -> Version | None:
+        """A published version, or None (also for names that are not valid)."""
+        if not all(is_valid_name(n) for n in (publisher, model, version)):
+            return None
+        key = (publisher, model, version)
+        cached = self._metadata.get(key)
+        if cached is not None:
+            return cached
+        raw = self.storage.read_bytes(publisher, model, version, layout.METADATA)
+        if raw is None:
+            return None
+        record = Version(publisher, model, version, json.loads(raw))
+        with self._lock:
+            self._metadata[key] = record
+        return record
+
+    def latest(self, publisher: str, model: str) -> Version | None:
+        if not (is_valid_name(publisher) and is_valid_name(model)):
+            return None
+        newest = latest(self.versions(publisher, model))
+        return self.get(publisher, model, newest) if newest else None
+
+    def readme(self, version: Version) -> str | None:
+        if not version.metadata.get("readme"):
+            return None
+        raw = self.storage.read_bytes(
+            version.publisher, version.model, version.version, layout.README
+        )
+        return raw.decode("utf-8", errors="replace") if raw is not None else None
+
+    def summaries(self, query: str = "", publisher: str | None = None) -> list[ModelSummary]:
+        """Every model (of one publisher, if given) whose ``publisher/model`` name
+        contains ``query`` (case-insensitive), sorted by name."""
+        needle = query.strip().lower()
+        result = []
+        publishers = [publisher] if publisher else self.publishers()
+        for pub in publishers:
+            if not is_valid_name(pub):
+                continue
+            for model in self.storage.list_dirs(pub):
+                if needle and needle not in f"{pub}/{model}".lower():
+                    continue
+                versions = self.versions(pub, model)
+                newest = latest(versions)
+                if newest is None:
+                    continue
+                record = self.get(pub, model, newest)
+                if record is not None:
+                    result.append(ModelSummary(pub, model, versions, record))
+        return result

@@ -1,0 +1,199 @@
+"""The hub's HTML: server-rendered Jinja2 templates (autoescaped) and one stylesheet.
+
+README files are rendered with markdown-it in CommonMark mode with raw HTML
+turned off, so a README can format text and link, but never inject markup or
+script; ``javascript:``-style links are refused by markdown-it's link check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from savedhub.server.catalog import ModelSummary, Version
+from savedhub.server.names import latest as latest_version
+
+_HERE = Path(__file__).parent
+STYLESHEET = (_HERE / "static" / "style.css").read_text()
+PUBLISH_HINT = (
+    "Publish a model with: savedhub push ./my_model http://HOST/PUBLISHER/MODEL/1 --token TOKEN "
+    "(the server needs --tokens-file or SAVEDHUB_SERVE_TOKENS to accept uploads)."
+)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough")
+
+
+def render_markdown(text: str) -> str:
+    """Safe HTML for a README (raw HTML in the source is shown as text)."""
+    return str(_markdown().render(text))
+
+
+def human_size(size: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+@dataclass(frozen=True)
+class TensorRow:
+    name: str
+    dtype: str
+    shape: str
+
+
+@dataclass(frozen=True)
+class SignatureView:
+    name: str
+    inputs: list[TensorRow]
+    outputs: list[TensorRow]
+
+
+def _shape_text(shape: Any) -> str:
+    if shape is None:
+        return "unknown rank"
+    dims = ["None" if d is None else str(d) for d in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
+
+
+def _tensor_rows(specs: Any) -> list[TensorRow]:
+    if isinstance(specs, dict):
+        items = sorted(specs.items())
+    else:
+        items = [(s.get("name", ""), s) for s in specs or []]
+    return [
+        TensorRow(str(name), str(spec.get("dtype", "?")), _shape_text(spec.get("shape")))
+        for name, spec in items
+    ]
+
+
+def signature_views(metadata: dict[str, Any]) -> list[SignatureView]:
+    """The signatures recorded in a version's metadata, ready for the page."""
+    signatures = metadata.get("info", {}).get("signatures") or {}
+    if isinstance(signatures, dict):
+        items = sorted(signatures.items())
+    else:
+        items = [(s.get("name", ""), s) for s in signatures]
+    return [
+        SignatureView(str(name), _tensor_rows(sig.get("inputs")), _tensor_rows(sig.get("outputs")))
+        for name, sig in items
+    ]
+
+
+def _facts(version: Version) -> list[tuple[str, str]]:
+    info = version.metadata.get("info", {})
+    facts = [("Version", version.version), ("Published", version.created.replace("T", " "))]
+    if version.metadata.get("format_name"):
+        facts.append(("Format", str(version.metadata["format_name"])))
+    if "variables" in info:
+        trainable = info.get("trainable_variables")
+        extra = f" ({trainable:,} trainable)" if trainable is not None else ""
+        facts.append(("Variables", f"{info['variables']:,}{extra}"))
+    if "variable_bytes" in info:
+        facts.append(("Variable size", human_size(float(info["variable_bytes"]))))
+    facts.append(("Archive", human_size(version.archive_size)))
+    facts.append(("Unpacked", human_size(float(version.metadata.get("extracted_size", 0)))))
+    return facts
+
+
+@dataclass(frozen=True)
+class _Card:
+    publisher: str
+    model: str
+    versions: list[str]
+    latest: Version
+    size: str
+    summary: str
+
+
+def render_index(
+    summaries: list[ModelSummary],
+    query: str,
+    base_url: str,
+    *,
+    publisher: str | None = None,
+    empty: bool = False,
+) -> str:
+    """The front page (or one publisher's page): models grouped by publisher."""
+    groups: dict[str, list[_Card]] = {}
+    for s in summaries:
+        summary = str(s.latest.metadata.get("summary", ""))
+        groups.setdefault(s.publisher, []).append(
+            _Card(
+                s.publisher,
+                s.model,
+                s.versions,
+                s.latest,
+                human_size(s.latest.archive_size),
+                summary,
+            )
+        )
+    return (
+        _environment()
+        .get_template("index.html")
+        .render(
+            title=publisher or "Models",
+            query=query,
+            base_url=base_url,
+            publisher=publisher,
+            empty=empty,
+            summaries=summaries,
+            groups=[{"publisher": p, "models": cards} for p, cards in groups.items()],
+        )
+    )
+
+
+def render_model(version: Version, versions: list[str], readme: str | None, base_url: str) -> str:
+    """A model's page, for one of its versions."""
+    url = f"{base_url}/{version.publisher}/{version.model}/{version.version}"
+    return (
+        _environment()
+        .get_template("model.html")
+        .render(
+            title=f"{version.publisher}/{version.model}",
+            v=version,
+            url=url,
+            versions=versions,
+            latest=latest_version(versions),
+            readme_html=render_markdown(readme) if readme else "",
+            signatures=signature_views(version.metadata),
+            facts=_facts(version),
+        )
+    )
+
+
+def render_error(status: int, message: str, available: list[str]) -> str:
+    """An error page that says what went wrong and links what exists."""
+    return (
+        _environment()
+        .get_template("error.html")
+        .render(
+            title=f"{status}",
+            status=status,
+            reason=HTTPStatus(status).phrase,
+            message=message,
+            available=available,
+        )
+    )

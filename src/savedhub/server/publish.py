@@ -1,0 +1,138 @@
+"""Turning an uploaded archive into a published version.
+
+The upload is checked the way a client would use it: extracted safely into
+a staging folder (the archive module refuses escaping paths, links, devices
+and archive bombs), required to hold a SavedModel at its root, linted
+(errors refuse the upload and are returned to the publisher), and described
+(signatures, variables, sizes) into ``metadata.json``. The finished staging
+folder is then handed to :meth:`Storage.publish`, which makes it visible in
+one step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from savedhub.server import storage as layout
+
+logger = logging.getLogger("savedhub")
+
+
+class UploadRejected(Exception):
+    """The upload is not a publishable model; ``findings`` say why (HTTP 422)."""
+
+    def __init__(self, message: str, findings: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.findings = findings or []
+
+
+@dataclass(frozen=True)
+class ReceivedArchive:
+    """An uploaded archive on local disk, hashed while it arrived."""
+
+    path: Path
+    sha256: str
+    size: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _finding_dict(finding: Any) -> dict[str, Any]:
+    return dict(finding.to_dict())
+
+
+def readme_summary(markdown: str) -> str:
+    """The first line of prose in a README, shown on the model's card."""
+    for line in markdown.splitlines():
+        text = line.strip()
+        if text and not text.startswith(("#", "```", "|", "<", "!", "-", "*", ">", "[")):
+            return text[:200]
+    return ""
+
+
+def _folder_size(folder: Path) -> tuple[int, int]:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def build_version(
+    received: ReceivedArchive, staging: Path, publisher: str, model: str, version: str
+) -> dict[str, Any]:
+    """Fill ``staging`` with the layout of one version and return its metadata.
+
+    Raises:
+        UploadRejected: the archive is unsafe, holds no SavedModel, or has lint errors.
+    """
+    from savedhub import archive
+    from savedhub.errors import NotAnArchiveError, NotASavedModelError, UnsafeArchiveError
+    from savedhub.resolver import check_saved_model_dir
+
+    folder = staging / layout.FOLDER
+    name = f"{publisher}/{model}/{version}"
+    try:
+        with open(received.path, "rb") as f:
+            archive.extract(f, folder, source=f"the upload for {name}")
+    except (UnsafeArchiveError, NotAnArchiveError) as exc:
+        raise UploadRejected(f"The archive for {name} was refused: {exc}") from exc
+    try:
+        check_saved_model_dir(folder, name)
+    except NotASavedModelError as exc:
+        raise UploadRejected(
+            f"The archive for {name} has no SavedModel at its root: {exc} "
+            "Pack the model folder itself (savedhub pack DIR OUT.tar.gz)."
+        ) from exc
+
+    from savedhub.inspection import FORMAT_NAMES, inspect_dir
+    from savedhub.linting import errors as lint_errors
+    from savedhub.linting import lint
+
+    findings = lint(folder)
+    errors = lint_errors(findings)
+    if errors:
+        raise UploadRejected(
+            f"{name} was refused: lint found {len(errors)} error(s). "
+            f"Fix them and check with `savedhub lint DIR` before pushing again.",
+            [_finding_dict(f) for f in findings],
+        )
+    described = inspect_dir(str(folder), name).to_dict()
+    del described["path"]  # the server's staging folder: private, and gone after publishing
+
+    shutil.move(received.path, staging / layout.ARCHIVE)
+    (staging / layout.DIGEST).write_text(f"{received.sha256}  {layout.ARCHIVE}\n")
+    readme = folder / layout.README
+    if readme.is_file():
+        shutil.copyfile(readme, staging / layout.README)
+    file_count, extracted_bytes = _folder_size(folder)
+    metadata = {
+        "publisher": publisher,
+        "model": model,
+        "version": version,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "archive": {"file": layout.ARCHIVE, "sha256": received.sha256, "size": received.size},
+        "files": file_count,
+        "extracted_size": extracted_bytes,
+        "readme": readme.is_file(),
+        "summary": readme_summary(readme.read_text("utf-8", "replace")) if readme.is_file() else "",
+        "warnings": [_finding_dict(f) for f in findings],
+        "info": described,
+        "format_name": FORMAT_NAMES.get(described["format"], described["format"]),
+    }
+    (staging / layout.METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    logger.info("prepared %s (%d bytes, sha256 %s)", name, received.size, received.sha256)
+    return metadata
+
+
+def discard(path: Path) -> None:
+    """Remove a staging folder or file left by a failed upload."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

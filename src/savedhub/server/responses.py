@@ -1,0 +1,133 @@
+"""An ASGI response that streams a stored archive with HTTP range support.
+
+Clients resume a cut download with ``Range: bytes=N-`` guarded by
+``If-Range: <etag>`` (RFC 9110 §13.1.5, §14). The ETag is the archive's
+SHA-256, so it is strong and the same on every server in front of the same
+storage. The digest of the whole archive is sent on every answer, ranges
+included, as ``Repr-Digest`` (RFC 9530) and the older ``Digest`` (RFC 3230),
+so a client can verify what it assembled.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from typing import IO
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+
+CHUNK_SIZE = 256 * 1024
+_SINGLE_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def digest_headers(sha256_hex: str) -> dict[str, str]:
+    """``Repr-Digest``/``Digest``/``ETag`` headers announcing a SHA-256 given in hex."""
+    b64 = base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
+    return {
+        "etag": f'"{sha256_hex}"',
+        "repr-digest": f"sha-256=:{b64}:",
+        "digest": f"sha-256={b64}",
+    }
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
+    """The ``[start, end)`` of a single byte range, None to ignore the header
+    (malformed or several ranges: RFC 9110 lets a server send the whole file),
+    or False when the range cannot be satisfied (416)."""
+    match = _SINGLE_RANGE.match(header)
+    if not match:
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # a suffix: the last N bytes
+        length = int(last)
+        if length == 0:
+            return False
+        return max(0, size - length), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if last != "" and int(last) < start:
+        return None
+    if start >= size:
+        return False
+    return start, end
+
+
+class RangeFileResponse:
+    """Streams ``size`` bytes from ``opener()`` (a seekable reader), honouring
+    ``Range``/``If-Range``/``If-None-Match``, for GET and HEAD."""
+
+    def __init__(
+        self,
+        opener: Callable[[], IO[bytes]],
+        size: int,
+        headers: dict[str, str],
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self.opener = opener
+        self.size = size
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.chunk_size = chunk_size
+
+    def _select(self, request: Headers) -> tuple[int, int, int, dict[str, str]]:
+        headers = dict(self.headers, **{"accept-ranges": "bytes"})
+        etag = headers.get("etag")
+        if etag and request.get("if-none-match") in (etag, "*") and "range" not in request:
+            return 304, 0, 0, {k: v for k, v in headers.items() if k != "content-type"}
+        wanted = request.get("range")
+        if_range = request.get("if-range")
+        if wanted is not None and (if_range is None or if_range.strip() == etag):
+            selected = parse_range(wanted, self.size)
+            if selected is False:
+                headers["content-range"] = f"bytes */{self.size}"
+                headers["content-length"] = "0"
+                return 416, 0, 0, headers
+            if isinstance(selected, tuple):
+                start, end = selected
+                headers["content-range"] = f"bytes {start}-{end - 1}/{self.size}"
+                headers["content-length"] = str(end - start)
+                return 206, start, end, headers
+        headers["content-length"] = str(self.size)
+        return 200, 0, self.size, headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status, start, end, headers = self._select(Headers(scope=scope))
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        if scope["method"] == "HEAD" or start == end:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        # uvicorn drops writes to a closed connection silently, so watch for the
+        # disconnect ourselves instead of reading the rest of the file for nobody.
+        async with anyio.create_task_group() as group:
+
+            async def stream() -> None:
+                await self._stream(send, start, end)
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+    async def _stream(self, send: Send, start: int, end: int) -> None:
+        reader = await anyio.to_thread.run_sync(self.opener)
+        try:
+            if start:
+                await anyio.to_thread.run_sync(reader.seek, start)
+            remaining = end - start
+            while remaining > 0:
+                chunk = await anyio.to_thread.run_sync(reader.read, min(self.chunk_size, remaining))
+                if not chunk:
+                    raise OSError(f"stored file ended {remaining} bytes early")
+                remaining -= len(chunk)
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": remaining > 0}
+                )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(reader.close)

@@ -1,0 +1,51 @@
+"""``savedhub serve``: run the hub under uvicorn and say what it serves."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from savedhub.server.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+
+logger = logging.getLogger("savedhub")
+
+
+def startup_message(app: object, host: str, port: int) -> str:
+    """What the operator sees first: where the hub is, what it holds, how to publish."""
+    hub = app.state.hub  # type: ignore[attr-defined]
+    base = f"http://{host}:{port}"
+    summaries = hub.catalog.summaries()
+    lines = [f"savedhub serving {hub.storage.description} at {base}/"]
+    if summaries:
+        lines.append(f"{len(summaries)} model(s), e.g. {base}/{summaries[0].name}")
+    else:
+        lines.append("The hub is empty. Publish the first model with:")
+        lines.append(f"  savedhub push ./my_model {base}/PUBLISHER/MODEL/1 --token TOKEN")
+    if hub.rules.uploads_enabled:
+        lines.append(f"Uploads on for {len(hub.rules.tokens)} token(s).")
+    else:
+        lines.append("Uploads are off: pass --tokens-file FILE or set SAVEDHUB_SERVE_TOKENS.")
+    return "\n".join(lines)
+
+
+def serve(
+    root: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    tokens_file: str | os.PathLike[str] | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    log_level: str = "info",
+) -> None:
+    """Serve the models under ``root`` until interrupted.
+
+    Example:
+        >>> serve("/srv/hub", port=8080, tokens_file="/etc/savedhub/tokens")  # doctest: +SKIP
+    """
+    import uvicorn
+
+    if "://" not in os.fspath(root):
+        os.makedirs(root, exist_ok=True)
+    app = create_app(root, tokens_file=tokens_file, max_upload_bytes=max_upload_bytes)
+    print(startup_message(app, host, port), file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")

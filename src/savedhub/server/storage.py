@@ -1,0 +1,259 @@
+"""Where the hub keeps its models: a small interface, a local folder, and fsspec.
+
+The layout is the same on every backend::
+
+    ROOT/
+      <publisher>/
+        <model>/
+          <version>/
+            model.tar.gz        the archive clients download
+            model.tar.gz.sha256 its SHA-256, as ``<hex>  model.tar.gz``
+            metadata.json       signatures, variables, sizes, created time (written last)
+            README.md           optional documentation shown on the model page
+            saved_model/        the extracted model, for clients that read in place
+
+A version exists once its ``metadata.json`` does. Publishing is atomic: a
+local root renames a finished folder into place (``rename`` refuses a
+non-empty target, so of two concurrent uploads exactly one wins); an fsspec
+root first claims the version with an exclusive create (``mode="xb"``), then
+copies the files and writes ``metadata.json`` last.
+
+Every path segment is checked again here (:func:`_segments`), so even a bug
+in a caller cannot make storage read or write outside the root.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+from savedhub.server.names import is_valid_name
+
+ARCHIVE = "model.tar.gz"
+DIGEST = "model.tar.gz.sha256"
+METADATA = "metadata.json"
+README = "README.md"
+FOLDER = "saved_model"
+_CLAIM = "claim.json"
+# Filesystems whose paths TensorFlow's own tf.io.gfile reads, so a client may load in place.
+_TF_READABLE_PROTOCOLS = ("gs", "gcs", "s3", "hdfs")
+
+
+class VersionExistsError(FileExistsError):
+    """The version is already published (versions are immutable)."""
+
+
+class StorageError(OSError):
+    """The storage backend failed (a disk or object-store error)."""
+
+
+def _segments(parts: tuple[str, ...]) -> tuple[str, ...]:
+    for part in parts:
+        if not is_valid_name(part):
+            raise ValueError(f"refusing storage path segment {part!r}")
+    return parts
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """What the server needs from a place that holds models.
+
+    ``parts`` are path segments below the root (publisher, model, version,
+    file name), each already a valid name.
+    """
+
+    description: str
+
+    def list_dirs(self, *parts: str) -> list[str]:
+        """Sorted names of the folders directly under ``parts`` ([] if none)."""
+        ...
+
+    def read_bytes(self, *parts: str) -> bytes | None:
+        """The whole content of a small file, or None if it does not exist."""
+        ...
+
+    def size(self, *parts: str) -> int | None:
+        """The size of a file in bytes, or None if it does not exist."""
+        ...
+
+    def open(self, *parts: str) -> IO[bytes]:
+        """A seekable binary reader of a file (raises FileNotFoundError)."""
+        ...
+
+    def scratch_dir(self) -> Path | None:
+        """A local folder for staging uploads (same filesystem as the root), or None for
+        the system temp folder."""
+        ...
+
+    def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
+        """Make the finished folder ``staging`` the version, atomically.
+
+        Raises:
+            VersionExistsError: that version already exists or is being published.
+        """
+        ...
+
+    def folder_url(self, *parts: str) -> str | None:
+        """Where TensorFlow can read the folder in place, or None if it cannot."""
+        ...
+
+
+class LocalStorage:
+    """A folder on this machine (the default)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.description = str(self.root)
+
+    def _path(self, *parts: str) -> Path:
+        return self.root.joinpath(*_segments(parts))
+
+    def list_dirs(self, *parts: str) -> list[str]:
+        try:
+            entries = list(os.scandir(self._path(*parts)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(
+            e.name for e in entries if is_valid_name(e.name) and e.is_dir(follow_symlinks=False)
+        )
+
+    def read_bytes(self, *parts: str) -> bytes | None:
+        try:
+            return self._path(*parts).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    def size(self, *parts: str) -> int | None:
+        try:
+            return self._path(*parts).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def open(self, *parts: str) -> IO[bytes]:
+        return self._path(*parts).open("rb")
+
+    def scratch_dir(self) -> Path:
+        scratch = self.root / ".incoming"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return scratch
+
+    def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
+        final = self._path(publisher, model, version)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if staging.resolve().parent != self.scratch_dir():
+            # rename(2) is only atomic within one filesystem: bring the folder next to the root.
+            staging = Path(shutil.move(staging, self.scratch_dir() / staging.name))
+        try:
+            # rename(2) onto an existing non-empty folder fails: the first upload wins.
+            os.rename(staging, final)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise VersionExistsError(
+                    f"{publisher}/{model}/{version} already exists in {self.description}"
+                ) from exc
+            raise StorageError(f"could not publish into {final}: {exc}") from exc
+
+    def folder_url(self, *parts: str) -> str | None:
+        path = self._path(*parts)
+        return str(path) if path.is_dir() else None
+
+
+class FsspecStorage:
+    """Any fsspec filesystem (``s3://bucket/hub``, ``gs://bucket/hub``, ``memory://hub``).
+
+    The server stays stateless: everything lives in the object store. Publishing
+    claims the version with an exclusive create, which object stores such as S3
+    and GCS honour with conditional writes; a server killed mid-publish leaves
+    the claim behind, and the version stays unpublished until an operator removes
+    ``<version>/claim.json``.
+    """
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        import fsspec
+
+        self.fs, path = fsspec.core.url_to_fs(url, **storage_options)
+        self.base = path.rstrip("/")
+        protocol = self.fs.protocol
+        self.protocol = protocol if isinstance(protocol, str) else protocol[0]
+        self.description = url
+
+    def _path(self, *parts: str) -> str:
+        return "/".join((self.base, *_segments(parts)))
+
+    def list_dirs(self, *parts: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self._path(*parts), detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        names = (
+            str(e["name"]).rstrip("/").rsplit("/", 1)[-1]
+            for e in entries
+            if e.get("type") == "directory"
+        )
+        return sorted(n for n in names if is_valid_name(n))
+
+    def read_bytes(self, *parts: str) -> bytes | None:
+        try:
+            return bytes(self.fs.cat_file(self._path(*parts)))
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def size(self, *parts: str) -> int | None:
+        try:
+            info = self.fs.info(self._path(*parts))
+        except FileNotFoundError:
+            return None
+        return int(info["size"]) if info.get("type") == "file" else None
+
+    def open(self, *parts: str) -> IO[bytes]:
+        return self.fs.open(self._path(*parts), "rb")  # type: ignore[no-any-return]
+
+    def scratch_dir(self) -> None:
+        return None
+
+    def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
+        target = self._path(publisher, model, version)
+        name = f"{publisher}/{model}/{version}"
+        if self.fs.exists(f"{target}/{METADATA}"):
+            raise VersionExistsError(f"{name} already exists in {self.description}")
+        claim = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+        try:
+            with self.fs.open(f"{target}/{_CLAIM}", "xb") as f:
+                f.write(claim.encode())
+        except FileExistsError as exc:
+            raise VersionExistsError(
+                f"{name} is already published or being published in {self.description}"
+            ) from exc
+        try:
+            for path in sorted(staging.rglob("*")):
+                rel = path.relative_to(staging).as_posix()
+                if path.is_file() and rel != METADATA:
+                    self.fs.put_file(str(path), f"{target}/{rel}")
+            self.fs.put_file(str(staging / METADATA), f"{target}/{METADATA}")
+        except Exception as exc:
+            raise StorageError(f"could not publish {name} into {self.description}: {exc}") from exc
+
+    def folder_url(self, *parts: str) -> str | None:
+        if self.protocol not in _TF_READABLE_PROTOCOLS:
+            return None
+        scheme = "gs" if self.protocol == "gcs" else self.protocol
+        return f"{scheme}://{self._path(*parts)}"
+
+
+def open_storage(location: str | os.PathLike[str]) -> Storage:
+    """A storage for a local path, or for a URL with a scheme (``s3://``, ``memory://``...).
+
+    Example:
+        >>> open_storage("/srv/hub").description
+        '/srv/hub'
+    """
+    text = os.fspath(location)
+    if "://" in text and not text.startswith("file://"):
+        return FsspecStorage(text)
+    return LocalStorage(text.removeprefix("file://"))
