@@ -48,16 +48,28 @@ __all__ = [
     "TransferError",
     "UnsafeArchiveError",
     "__version__",
+    "info",
+    "lint",
     "load",
+    "pack",
     "resolve",
     "set_mirrors",
 ]
 
 if TYPE_CHECKING:
+    from savedhub.inspection import info
     from savedhub.keras_layer import KerasLayer
+    from savedhub.linting import lint
     from savedhub.loading import load
+    from savedhub.packing import pack
 
-_LAZY = {"load": "savedhub.loading", "KerasLayer": "savedhub.keras_layer"}
+_LAZY = {
+    "load": "savedhub.loading",
+    "KerasLayer": "savedhub.keras_layer",
+    "info": "savedhub.inspection",
+    "lint": "savedhub.linting",
+    "pack": "savedhub.packing",
+}
 
 
 def __getattr__(name: str) -> Any:
