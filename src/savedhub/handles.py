@@ -98,6 +98,39 @@ def normalise_url(url: str) -> str:
     )
 
 
+_TFHUB_HOSTS = {"tfhub.dev", "www.tfhub.dev", "hub.tensorflow.google.cn"}
+_KAGGLE_HOSTS = {"kaggle.com", "www.kaggle.com"}
+_KAGGLE_LONG_FORM = ("frameworks", "variations", "versions")
+
+
+def canonical_model_url(url: str) -> str:
+    """One spelling per model, so each model is one cache entry.
+
+    tfhub.dev and its aliases (``www.tfhub.dev``, ``hub.tensorflow.google.cn``,
+    plain ``http``) become ``https://tfhub.dev/...``; a Kaggle model URL in its
+    page form ``/models/o/m/frameworks/f/variations/v/versions/n`` or its short
+    form ``/models/o/m/f/v/n`` becomes ``https://www.kaggle.com/models/o/m/f/v/n``
+    in lower case (Kaggle slugs ignore case). Other URLs are returned unchanged.
+
+    Example:
+        >>> canonical_model_url("https://www.kaggle.com/models/google/nnlm/frameworks/"
+        ...                     "TensorFlow2/variations/en-dim128/versions/2")
+        'https://www.kaggle.com/models/google/nnlm/tensorflow2/en-dim128/2'
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.lower()
+    if host in _TFHUB_HOSTS:
+        return urllib.parse.urlunsplit(("https", "tfhub.dev", parts.path, parts.query, ""))
+    segments = [s for s in parts.path.split("/") if s]
+    if host in _KAGGLE_HOSTS and segments[:1] == ["models"]:
+        rest = segments[1:]
+        if len(rest) == 8 and tuple(s.lower() for s in rest[2:7:2]) == _KAGGLE_LONG_FORM:
+            rest = rest[:2] + rest[3:8:2]
+        path = "/models/" + "/".join(s.lower() for s in rest)
+        return urllib.parse.urlunsplit(("https", "www.kaggle.com", path, parts.query, ""))
+    return url
+
+
 def apply_mirrors(location: str) -> tuple[str, bool]:
     """Rewrite the longest configured mirror prefix of ``location``."""
     for prefix, replacement in config.mirrors():
@@ -128,8 +161,14 @@ def parse(handle: object) -> Handle:
         return Handle(text, HandleKind.LOCAL, path, path)
 
     if scheme in ("http", "https"):
-        key = normalise_url(text)
-        location, mirrored = apply_mirrors(key)
+        written = normalise_url(text)
+        key = canonical_model_url(written)
+        # A mirror matches the handle as written, else its canonical spelling
+        # (so a tfhub.dev mirror also serves hub.tensorflow.google.cn handles).
+        location, mirrored = apply_mirrors(written)
+        if not mirrored and key != written:
+            rewritten, mirrored = apply_mirrors(key)
+            location = rewritten if mirrored else written
         return Handle(text, HandleKind.HTTP, location, key, mirrored)
 
     if scheme:

@@ -444,7 +444,7 @@ class Download:
         skip = 0
         while response is not None:
             try:
-                for chunk in response.iter_raw(CHUNK_BYTES):
+                for chunk in response.iter_raw():
                     if self._cancel.is_set():
                         return
                     if skip:
