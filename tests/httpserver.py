@@ -95,7 +95,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 )
             )
 
-    def _simple(self, status: int, body: bytes, content_type: str, extra: dict | None = None) -> None:
+    def _simple(
+        self, status: int, body: bytes, content_type: str, extra: dict | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -241,7 +243,9 @@ class HubServer:
         etag = '"' + hashlib.sha1(archive).hexdigest()[:16] + '"'
         self.add(
             path,
-            Resource([(None, b"<!doctype html><title>model</title>docs")], content_type="text/html"),
+            Resource(
+                [(None, b"<!doctype html><title>model</title>docs")], content_type="text/html"
+            ),
         )
         return self.add(
             path,

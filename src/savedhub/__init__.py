@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from savedhub.config import set_mirrors
 from savedhub.errors import (
+    CacheFullError,
     CacheLockTimeout,
+    CacheWarning,
     IntegrityError,
     InvalidHandleError,
     KerasLayerError,
     MissingOpError,
     ModelNotFoundError,
+    NotAnArchiveError,
     NotASavedModelError,
     NotCachedError,
     SavedhubError,
@@ -35,7 +38,9 @@ from savedhub.resolver import resolve
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheFullError",
     "CacheLockTimeout",
+    "CacheWarning",
     "IntegrityError",
     "InvalidHandleError",
     "KerasLayer",
@@ -43,6 +48,7 @@ __all__ = [
     "MissingOpError",
     "ModelNotFoundError",
     "NotASavedModelError",
+    "NotAnArchiveError",
     "NotCachedError",
     "SavedhubError",
     "TransferError",

@@ -125,7 +125,13 @@ class _Extractor:
             )
         name = _clean_name(self.source, member.name)
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-            kind = "a device file" if member.isdev() else "a FIFO" if member.isfifo() else "special"
+            kind = (
+                "a FIFO"
+                if member.isfifo()
+                else "a device file"
+                if member.isdev()
+                else f"of tar type {member.type!r}"
+            )
             raise _unsafe(self.source, member.name, f"is {kind}, which a model never contains")
         if member.isreg() and self.result.total_bytes + member.size > self.max_bytes:
             raise _unsafe(
