@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from savedhub import handles
 from savedhub.resolver import resolve_handle
-from savedhub.saved_model_file import SavedModelFile, TensorSpecInfo, tensor_info, walk_files
+from savedhub.units import human_size
+
+if TYPE_CHECKING:  # imported when called: it brings in TensorFlow
+    from savedhub.saved_model_file import SavedModelFile, TensorSpecInfo
 
 FORMAT_NAMES = {
     "tf2": "TF2 SavedModel",
@@ -83,7 +86,7 @@ class ModelInfo:
             f"model:      {self.handle}",
             f"path:       {self.path}",
             f"format:     {FORMAT_NAMES.get(self.format, self.format)}",
-            f"size:       {_human(self.size_bytes)} on disk",
+            f"size:       {human_size(self.size_bytes)} on disk",
         ]
         if not self.has_call:
             call = "no (use a signature)"
@@ -95,7 +98,7 @@ class ModelInfo:
         lines.append(f"__call__:   {call}")
         lines.append(
             f"variables:  {self.variables} ({self.trainable_variables} trainable), "
-            f"{_human(self.variable_bytes)}"
+            f"{human_size(self.variable_bytes)}"
         )
         losses = (
             "none exported"
@@ -113,15 +116,6 @@ class ModelInfo:
         return "\n".join(lines)
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 def _spec_bytes(spec: TensorSpecInfo) -> int:
     import tensorflow as tf
 
@@ -136,7 +130,7 @@ def _spec_bytes(spec: TensorSpecInfo) -> int:
 
 def _variables(model: SavedModelFile) -> tuple[int, int, int]:
     """(count, trainable count, bytes) of the model's variables."""
-    from savedhub.saved_model_file import dtype_name
+    from savedhub.saved_model_file import TensorSpecInfo, dtype_name
 
     if not model.has_object_graph:
         graph_variables = model.graph_variables()
@@ -171,6 +165,8 @@ def _listed(model: SavedModelFile, node_id: int | None) -> list[int] | None:
 
 def inspect_dir(path: str, handle: str | None = None) -> ModelInfo:
     """``info()`` for a folder already on hand (no handle resolution)."""
+    from savedhub.saved_model_file import SavedModelFile, tensor_info, walk_files
+
     model = SavedModelFile.read(path)
     signatures = [
         SignatureInfo(

@@ -18,10 +18,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from savedhub.resolver import check_saved_model_dir
-from savedhub.saved_model_file import SavedModelFile
+
+if TYPE_CHECKING:  # the checks run on it; lint() imports it (and TensorFlow) when called
+    from savedhub.saved_model_file import SavedModelFile
 
 ERROR = "error"
 WARNING = "warning"
@@ -50,7 +52,7 @@ class Finding:
         return f"{self.severity}: {self.code}: {self.message}"
 
 
-Check = Callable[[SavedModelFile], Iterator[Finding]]
+Check = Callable[["SavedModelFile"], Iterator[Finding]]
 
 
 def _is_absolute(path: str) -> bool:
@@ -323,6 +325,8 @@ def lint(path: str | os.PathLike[str]) -> list[Finding]:
         ModelNotFoundError, NotASavedModelError: ``path`` is not a SavedModel folder.
     """
     folder = str(check_saved_model_dir(path)) if "://" not in os.fspath(path) else os.fspath(path)
+    from savedhub.saved_model_file import SavedModelFile
+
     model = SavedModelFile.read(folder)
     findings = [finding for check in CHECKS for finding in check(model)]
     return sorted(findings, key=lambda f: f.severity != ERROR)

@@ -1,0 +1,419 @@
+"""The ``savedhub`` command: a thin shell over the Python API.
+
+Every subcommand parses its arguments, calls one public function and prints
+the result; the logic lives in the functions (``savedhub.resolve``,
+``savedhub.info``, ``savedhub.lint``, ``savedhub.pack``, ``savedhub.cache``,
+``savedhub.convert``), so scripts can do from Python whatever the command does.
+
+Exit codes:
+    0  success;
+    1  the command ran and found problems (lint errors, damaged cache entries,
+       nothing to remove);
+    2  the command line was wrong (argparse's usage errors);
+    3  the operation could not be done (a savedhub error: no such model,
+       network failure, ...), printed as one ``savedhub: error: ...`` line;
+    130  interrupted.
+
+Adding a subcommand takes one function and its decorator, nothing else::
+
+    @command("hello", "greet someone", arg("name", help="who to greet"),
+             arg("--json", action="store_true", help="print JSON"))
+    def _hello(args: argparse.Namespace) -> int:
+        from savedhub.greeting import greet  # import inside: --help stays TensorFlow-free
+
+        print(greet(args.name))
+        return EXIT_OK
+
+A name with a space (``"cache ls"``) adds a subcommand to a group
+(``savedhub cache ...``); the group is created on first use. Import heavy
+modules (anything that imports TensorFlow) inside the function, never at the
+top of this module: ``savedhub --help`` and the ``cache`` commands must start
+without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from savedhub.errors import SavedhubError
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_ERROR = 3
+EXIT_INTERRUPTED = 130
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Argument:
+    """The arguments of one ``ArgumentParser.add_argument`` call."""
+
+    names: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: tuple[Argument, ...]
+    handler: Handler
+    passthrough: bool = False  # hand every remaining argument to the handler untouched
+
+
+COMMANDS: list[Command] = []
+GROUPS: dict[str, str] = {"cache": "see and clean the model cache"}
+
+
+def arg(*names: str, **options: Any) -> Argument:
+    """Describe one argument of a subcommand, as ``add_argument`` takes it."""
+    return Argument(names, options)
+
+
+def command(
+    name: str, help: str, *arguments: Argument, passthrough: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function as subcommand ``name`` (see the module docstring)."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS.append(Command(name, help, arguments, handler, passthrough))
+        return handler
+
+    return register
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+# -- subcommands --------------------------------------------------------------
+
+_JSON = arg("--json", action="store_true", help="print JSON for scripts")
+_CACHE_DIR = arg(
+    "--cache-dir",
+    metavar="DIR",
+    help="cache root (default: $SAVEDHUB_CACHE_DIR, $TFHUB_CACHE_DIR, or the user cache folder)",
+)
+
+
+@command(
+    "download",
+    "download and cache a model; print its local folder",
+    arg("handle", help="model URL, archive URL or path"),
+    _CACHE_DIR,
+    _JSON,
+)
+def _download(args: argparse.Namespace) -> int:
+    from savedhub.resolver import resolve
+
+    if args.cache_dir:
+        # Settings are read at call time; this process is the only reader.
+        os.environ["SAVEDHUB_CACHE_DIR"] = args.cache_dir
+    path = resolve(args.handle)
+    if args.json:
+        _print_json({"handle": args.handle, "path": path})
+    else:
+        print(path)
+    return EXIT_OK
+
+
+@command(
+    "info",
+    "show a model's format, signatures, __call__, variables, assets and size",
+    arg("handle", help="model URL, archive URL or path"),
+    _JSON,
+)
+def _info(args: argparse.Namespace) -> int:
+    from savedhub.inspection import info
+
+    report = info(args.handle)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+    return EXIT_OK
+
+
+@command(
+    "lint",
+    "check a SavedModel folder against the Reusable SavedModel interface",
+    arg("dir", help="the SavedModel folder"),
+    _JSON,
+)
+def _lint(args: argparse.Namespace) -> int:
+    from savedhub.linting import ERROR, lint
+
+    findings = lint(args.dir)
+    errors = sum(1 for f in findings if f.severity == ERROR)
+    warnings = len(findings) - errors
+    if args.json:
+        _print_json(
+            {
+                "path": args.dir,
+                "errors": errors,
+                "warnings": warnings,
+                "findings": [f.to_dict() for f in findings],
+            }
+        )
+    else:
+        for finding in findings:
+            print(finding)
+        print(f"{args.dir}: {errors} error(s), {warnings} warning(s)")
+    return EXIT_PROBLEMS if errors else EXIT_OK
+
+
+@command(
+    "pack",
+    "make a reproducible hosting-protocol .tar.gz of a model folder; print its SHA-256",
+    arg("dir", help="the SavedModel folder"),
+    arg("out", metavar="OUT.tar.gz", help="the archive to write (replaced if it exists)"),
+    arg("--force", action="store_true", help="pack even if lint finds errors"),
+    _JSON,
+)
+def _pack(args: argparse.Namespace) -> int:
+    from savedhub.packing import pack
+
+    result = pack(args.dir, args.out, force=args.force)
+    if args.json:
+        _print_json({"path": result.path, "sha256": result.sha256, "size": result.size})
+    else:
+        print(f"{result.sha256}  {result.path}")  # the format `sha256sum -c` reads
+    return EXIT_OK
+
+
+@command(
+    "convert",
+    "convert another format (a sentence-transformers BERT folder) into a Reusable SavedModel",
+    arg("src", help="the folder to convert"),
+    arg("out", help="the SavedModel folder to create"),
+    arg("--overwrite", action="store_true", help="replace OUT if it is not empty"),
+)
+def _convert(args: argparse.Namespace) -> int:
+    from savedhub.convert import convert
+
+    print(convert(args.src, args.out, overwrite=args.overwrite))
+    return EXIT_OK
+
+
+@command(
+    "demo",
+    "run the end-to-end demo (arguments go to the demo; try: savedhub demo --help)",
+    arg("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS),
+    passthrough=True,
+)
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from savedhub.demo.run import main as demo_main
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("savedhub.demo.run", "savedhub.demo"):
+            raise
+        raise SavedhubError(
+            "This savedhub has no demo (savedhub.demo.run is missing); reinstall savedhub."
+        ) from exc
+    return int(demo_main(list(args.argv)) or 0)
+
+
+def _entry_row(entry: Any) -> dict[str, Any]:
+    return {
+        "key": entry.key,
+        "handle": entry.handle,
+        "path": str(entry.path),
+        "size": entry.size,
+        "last_used": entry.last_used.isoformat(timespec="seconds"),
+        "state": entry.state.value,
+        "problem": entry.problem,
+        "source": entry.source,
+    }
+
+
+def _print_entries(entries: Sequence[Any], empty: str) -> None:
+    from savedhub.units import human_size
+
+    if not entries:
+        print(empty)
+        return
+    rows = [
+        (
+            entry.handle or f"({entry.key})",
+            human_size(entry.size),
+            entry.last_used.strftime("%Y-%m-%d %H:%M"),
+            entry.state.value + (f": {entry.problem}" if entry.problem else ""),
+        )
+        for entry in entries
+    ]
+    header = ("HANDLE", "SIZE", "LAST USED", "STATE")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        print("  ".join([*cells, row[3]]))
+
+
+@command("cache ls", "list cached models: handle, size, last use, state", _CACHE_DIR, _JSON)
+def _cache_ls(args: argparse.Namespace) -> int:
+    from savedhub.cache import list_entries
+
+    entries = list_entries(args.cache_dir)
+    if args.json:
+        _print_json([_entry_row(e) for e in entries])
+    else:
+        _print_entries(entries, "The cache is empty.")
+    return EXIT_OK
+
+
+@command(
+    "cache verify",
+    "check every cached model against its manifest; exit 1 if any is damaged",
+    arg("--remove-damaged", action="store_true", help="remove damaged entries (refetched on use)"),
+    _CACHE_DIR,
+    _JSON,
+)
+def _cache_verify(args: argparse.Namespace) -> int:
+    from savedhub.cache import EntryState, verify_entries
+
+    entries = verify_entries(args.cache_dir, remove_damaged=args.remove_damaged)
+    damaged = [e for e in entries if e.state is EntryState.DAMAGED]
+    if args.json:
+        _print_json({"entries": [_entry_row(e) for e in entries], "damaged": len(damaged)})
+    else:
+        for entry in damaged:
+            action = "removed" if args.remove_damaged else "damaged"
+            print(f"{action}: {entry.handle or entry.key}: {entry.problem}")
+        print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {len(damaged)} damaged")
+    return EXIT_PROBLEMS if damaged and not args.remove_damaged else EXIT_OK
+
+
+def _duration(text: str) -> Any:
+    from savedhub.units import parse_duration
+
+    return parse_duration(text)
+
+
+def _size(text: str) -> int:
+    from savedhub.cache import parse_size
+
+    return parse_size(text)
+
+
+_duration.__name__ = "duration"  # argparse names the type in its error messages
+_size.__name__ = "size"
+
+
+@command(
+    "cache prune",
+    "remove models unused for a while, least recently used first, and leftovers",
+    arg("--older-than", type=_duration, metavar="AGE", help="unused for longer than AGE: 30d, 12h"),
+    arg("--max-size", type=_size, metavar="SIZE", help="shrink the cache to SIZE (10GiB, 500MB)"),
+    arg("--dry-run", action="store_true", help="only show what would be removed"),
+    _CACHE_DIR,
+    _JSON,
+)
+def _cache_prune(args: argparse.Namespace) -> int:
+    from savedhub.cache import prune
+    from savedhub.units import human_size
+
+    report = prune(args.older_than, args.max_size, args.dry_run, args.cache_dir)
+    if args.json:
+        _print_json(
+            {
+                "dry_run": report.dry_run,
+                "removed": [_entry_row(e) for e in report.removed],
+                "freed_bytes": report.freed_bytes,
+                "reaped": [str(p) for p in report.reaped],
+            }
+        )
+        return EXIT_OK
+    verb = "would remove" if report.dry_run else "removed"
+    for entry in report.removed:
+        print(f"{verb}: {entry.handle or entry.key} ({human_size(entry.size)})")
+    for path in report.reaped:
+        print(f"{verb} leftover: {path}")
+    print(f"{verb} {len(report.removed)} model(s), {human_size(report.freed_bytes)}")
+    return EXIT_OK
+
+
+@command(
+    "cache rm",
+    "remove one cached model, or all of them",
+    arg("handle", nargs="?", help="the model's handle (or its 40-hex cache key)"),
+    arg("--all", action="store_true", help="remove every cached model"),
+    _CACHE_DIR,
+    _JSON,
+)
+def _cache_rm(args: argparse.Namespace) -> int:
+    from savedhub.cache import remove, remove_all
+
+    if bool(args.handle) == bool(args.all):
+        args.parser.error("give either a HANDLE or --all")
+    removed = remove_all(args.cache_dir) if args.all else remove(args.handle, args.cache_dir)
+    if args.json:
+        _print_json([_entry_row(e) for e in removed])
+    else:
+        for entry in removed:
+            print(f"removed: {entry.handle or entry.key}")
+        if args.handle and not removed:
+            print(f"{args.handle} is not in the cache.", file=sys.stderr)
+    return EXIT_PROBLEMS if args.handle and not removed else EXIT_OK
+
+
+# -- the parser ----------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``savedhub`` parser with every registered subcommand."""
+    from savedhub import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="savedhub",
+        description="Load, inspect, check, pack and cache reusable TensorFlow SavedModels.",
+        epilog="Run 'savedhub COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"savedhub {__version__}")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, Any] = {}
+    for cmd in COMMANDS:
+        group_name, _, leaf = cmd.name.rpartition(" ")
+        subparsers = top
+        if group_name:
+            if group_name not in groups:
+                group = top.add_parser(
+                    group_name, help=GROUPS.get(group_name), description=GROUPS.get(group_name)
+                )
+                groups[group_name] = group.add_subparsers(
+                    dest="subcommand", metavar="SUBCOMMAND", required=True
+                )
+            subparsers = groups[group_name]
+        sub = subparsers.add_parser(
+            leaf, help=cmd.help, description=cmd.help, add_help=not cmd.passthrough
+        )
+        for argument in cmd.arguments:
+            sub.add_argument(*argument.names, **argument.options)
+        sub.set_defaults(handler=cmd.handler, parser=sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (SavedhubError, OSError, ValueError) as exc:
+        # What users can act on: one line, no traceback. Bugs still show theirs.
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"savedhub: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("savedhub: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
