@@ -90,8 +90,9 @@ def command(
     return register
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print ``data`` as JSON with ``--json``, else ``text``."""
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
 # -- subcommands --------------------------------------------------------------
@@ -118,10 +119,7 @@ def _download(args: argparse.Namespace) -> int:
         # Settings are read at call time; this process is the only reader.
         os.environ["SAVEDHUB_CACHE_DIR"] = args.cache_dir
     path = resolve(args.handle)
-    if args.json:
-        _print_json({"handle": args.handle, "path": path})
-    else:
-        print(path)
+    _emit(args, {"handle": args.handle, "path": path}, path)
     return EXIT_OK
 
 
@@ -135,10 +133,7 @@ def _info(args: argparse.Namespace) -> int:
     from savedhub.inspection import info
 
     report = info(args.handle)
-    if args.json:
-        _print_json(report.to_dict())
-    else:
-        print(report)
+    _emit(args, report.to_dict(), str(report))
     return EXIT_OK
 
 
@@ -154,19 +149,14 @@ def _lint(args: argparse.Namespace) -> int:
     findings = lint(args.dir)
     errors = sum(1 for f in findings if f.severity == ERROR)
     warnings = len(findings) - errors
-    if args.json:
-        _print_json(
-            {
-                "path": args.dir,
-                "errors": errors,
-                "warnings": warnings,
-                "findings": [f.to_dict() for f in findings],
-            }
-        )
-    else:
-        for finding in findings:
-            print(finding)
-        print(f"{args.dir}: {errors} error(s), {warnings} warning(s)")
+    data = {
+        "path": args.dir,
+        "errors": errors,
+        "warnings": warnings,
+        "findings": [f.to_dict() for f in findings],
+    }
+    summary = f"{args.dir}: {errors} error(s), {warnings} warning(s)"
+    _emit(args, data, "\n".join([*(str(f) for f in findings), summary]))
     return EXIT_PROBLEMS if errors else EXIT_OK
 
 
@@ -182,10 +172,8 @@ def _pack(args: argparse.Namespace) -> int:
     from savedhub.packing import pack
 
     result = pack(args.dir, args.out, force=args.force)
-    if args.json:
-        _print_json({"path": result.path, "sha256": result.sha256, "size": result.size})
-    else:
-        print(f"{result.sha256}  {result.path}")  # the format `sha256sum -c` reads
+    data = {"path": result.path, "sha256": result.sha256, "size": result.size}
+    _emit(args, data, f"{result.sha256}  {result.path}")  # the line `sha256sum -c` reads
     return EXIT_OK
 
 
@@ -234,12 +222,11 @@ def _entry_row(entry: Any) -> dict[str, Any]:
     }
 
 
-def _print_entries(entries: Sequence[Any], empty: str) -> None:
+def _entries_table(entries: Sequence[Any], empty: str) -> str:
     from savedhub.units import human_size
 
     if not entries:
-        print(empty)
-        return
+        return empty
     rows = [
         (
             entry.handle or f"({entry.key})",
@@ -251,9 +238,11 @@ def _print_entries(entries: Sequence[Any], empty: str) -> None:
     ]
     header = ("HANDLE", "SIZE", "LAST USED", "STATE")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    lines = []
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
-        print("  ".join([*cells, row[3]]))
+        lines.append("  ".join([*cells, row[3]]))
+    return "\n".join(lines)
 
 
 @command("cache ls", "list cached models: handle, size, last use, state", _CACHE_DIR, _JSON)
@@ -261,10 +250,7 @@ def _cache_ls(args: argparse.Namespace) -> int:
     from savedhub.cache import list_entries
 
     entries = list_entries(args.cache_dir)
-    if args.json:
-        _print_json([_entry_row(e) for e in entries])
-    else:
-        _print_entries(entries, "The cache is empty.")
+    _emit(args, [_entry_row(e) for e in entries], _entries_table(entries, "The cache is empty."))
     return EXIT_OK
 
 
@@ -280,13 +266,11 @@ def _cache_verify(args: argparse.Namespace) -> int:
 
     entries = verify_entries(args.cache_dir, remove_damaged=args.remove_damaged)
     damaged = [e for e in entries if e.state is EntryState.DAMAGED]
-    if args.json:
-        _print_json({"entries": [_entry_row(e) for e in entries], "damaged": len(damaged)})
-    else:
-        for entry in damaged:
-            action = "removed" if args.remove_damaged else "damaged"
-            print(f"{action}: {entry.handle or entry.key}: {entry.problem}")
-        print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {len(damaged)} damaged")
+    action = "removed" if args.remove_damaged else "damaged"
+    lines = [f"{action}: {e.handle or e.key}: {e.problem}" for e in damaged]
+    lines.append(f"{len(entries)} entries checked, {len(damaged)} damaged")
+    data = {"entries": [_entry_row(e) for e in entries], "damaged": len(damaged)}
+    _emit(args, data, "\n".join(lines))
     return EXIT_PROBLEMS if damaged and not args.remove_damaged else EXIT_OK
 
 
@@ -320,22 +304,17 @@ def _cache_prune(args: argparse.Namespace) -> int:
     from savedhub.units import human_size
 
     report = prune(args.older_than, args.max_size, args.dry_run, args.cache_dir)
-    if args.json:
-        _print_json(
-            {
-                "dry_run": report.dry_run,
-                "removed": [_entry_row(e) for e in report.removed],
-                "freed_bytes": report.freed_bytes,
-                "reaped": [str(p) for p in report.reaped],
-            }
-        )
-        return EXIT_OK
     verb = "would remove" if report.dry_run else "removed"
-    for entry in report.removed:
-        print(f"{verb}: {entry.handle or entry.key} ({human_size(entry.size)})")
-    for path in report.reaped:
-        print(f"{verb} leftover: {path}")
-    print(f"{verb} {len(report.removed)} model(s), {human_size(report.freed_bytes)}")
+    lines = [f"{verb}: {e.handle or e.key} ({human_size(e.size)})" for e in report.removed]
+    lines += [f"{verb} leftover: {path}" for path in report.reaped]
+    lines.append(f"{verb} {len(report.removed)} model(s), {human_size(report.freed_bytes)}")
+    data = {
+        "dry_run": report.dry_run,
+        "removed": [_entry_row(e) for e in report.removed],
+        "freed_bytes": report.freed_bytes,
+        "reaped": [str(p) for p in report.reaped],
+    }
+    _emit(args, data, "\n".join(lines))
     return EXIT_OK
 
 
@@ -353,13 +332,10 @@ def _cache_rm(args: argparse.Namespace) -> int:
     if bool(args.handle) == bool(args.all):
         args.parser.error("give either a HANDLE or --all")
     removed = remove_all(args.cache_dir) if args.all else remove(args.handle, args.cache_dir)
-    if args.json:
-        _print_json([_entry_row(e) for e in removed])
-    else:
-        for entry in removed:
-            print(f"removed: {entry.handle or entry.key}")
-        if args.handle and not removed:
-            print(f"{args.handle} is not in the cache.", file=sys.stderr)
+    lines = [f"removed: {e.handle or e.key}" for e in removed]
+    if args.handle and not removed:
+        lines.append(f"{args.handle} is not in the cache; nothing removed.")
+    _emit(args, [_entry_row(e) for e in removed], "\n".join(lines) or "The cache was empty.")
     return EXIT_PROBLEMS if args.handle and not removed else EXIT_OK
 
 
