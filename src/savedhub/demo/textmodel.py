@@ -56,9 +56,7 @@ class TextEmbedding(tf.train.Checkpoint):
         with open(vocabulary_file, encoding="utf-8") as f:
             rows = sum(1 for line in f if line.strip()) + oov_buckets
         rng = tf.random.Generator.from_seed(seed)
-        self.embeddings = tf.Variable(
-            rng.normal([rows, dim], stddev=0.5), name="embeddings"
-        )
+        self.embeddings = tf.Variable(rng.normal([rows, dim], stddev=0.5), name="embeddings")
         self.projection = tf.Variable(
             rng.normal([dim, dim], stddev=1.0 / dim**0.5), name="projection"
         )
@@ -71,9 +69,7 @@ class TextEmbedding(tf.train.Checkpoint):
         ]
         self.__call__ = tf.function(self._embed)
         for training in (False, True):
-            self.__call__.get_concrete_function(
-                tf.TensorSpec([None], tf.string), training=training
-            )
+            self.__call__.get_concrete_function(tf.TensorSpec([None], tf.string), training=training)
         serve = tf.function(
             lambda inputs: {
                 "default": self._embed(inputs, training=False),

@@ -85,10 +85,19 @@ def as_tensor_input(inputs: Any) -> Any:
     return inputs
 
 
+def traced_call(fn: Any) -> Any:
+    """The restored function behind a callable: a restored object keeps its
+    ``__call__`` (with its traces) as an instance attribute."""
+    try:
+        return vars(fn).get("__call__", fn)
+    except TypeError:  # objects without __dict__
+        return fn
+
+
 def accepts_training(fn: Callable[..., Any]) -> bool:
     """Whether a restored function was traced with a ``training`` argument."""
     try:
-        parameters = inspect.signature(fn).parameters
+        parameters = inspect.signature(traced_call(fn)).parameters
     except (TypeError, ValueError):
         return False
     return "training" in parameters
@@ -232,9 +241,7 @@ class HubCallable:
             specs = list(self.function.structured_input_signature[1].values())  # type: ignore[attr-defined]
         else:
             specs = []
-            # A restored object's traces hang off its __call__ attribute.
-            traced = vars(self.function).get("__call__", self.function)
-            for concrete in getattr(traced, "concrete_functions", None) or []:
+            for concrete in getattr(traced_call(self.function), "concrete_functions", None) or []:
                 args = concrete.structured_input_signature[0]
                 if args:
                     specs.append(args[0])
@@ -367,8 +374,10 @@ class HubCallable:
         config: dict[str, Any] = {"handle": handle}
         if self.arguments:
             config["arguments"] = dict(self.arguments)
-        if self.signature and not self.is_tf1_hub_module or (
-            self.is_tf1_hub_module and self.signature != "default"
+        if (
+            self.signature
+            and not self.is_tf1_hub_module
+            or (self.is_tf1_hub_module and self.signature != "default")
         ):
             config["signature"] = self.signature
         if self.signature_outputs_as_dict:

@@ -80,9 +80,12 @@ class KerasLayer(keras.layers.Layer):
         super().__init__(trainable=trainable, **kwargs)
         trainable_vars, frozen_vars = self._hub.variables()
         # Keras variables that alias (not copy) the loaded tf.Variables.
-        self._hub_weights = [
-            self._track_existing(v, trainable=True) for v in trainable_vars
-        ] + [self._track_existing(v, trainable=False) for v in frozen_vars]
+        self._hub_weights = [self._track_existing(v, trainable=True) for v in trainable_vars] + [
+            self._track_existing(v, trainable=False) for v in frozen_vars
+        ]
+        # Keeps the loaded object (its tables, assets, functions) reachable
+        # when the containing model is exported with model.export().
+        self._hub_object = self._hub.loaded
         self.built = True
 
     def _track_existing(self, variable: tf.Variable, trainable: bool) -> keras.Variable:
