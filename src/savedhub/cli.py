@@ -339,6 +339,40 @@ def _cache_rm(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if args.handle and not removed else EXIT_OK
 
 
+@command(
+    "serve",
+    "run a model hub serving the models under ROOT (needs the [server] extra)",
+    arg("root", help="storage root: a folder (created if missing) or an fsspec URL (s3://...)"),
+    arg("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
+    arg("--port", type=int, default=8080, help="port to listen on (default 8080)"),
+    arg("--tokens-file", metavar="FILE", help="publishing tokens, one a line (else uploads off)"),
+    arg("--max-upload", type=_size, metavar="SIZE", help="largest upload (default 4GiB)"),
+)
+def _serve(args: argparse.Namespace) -> int:
+    from savedhub.server import serve
+
+    options = {"max_upload_bytes": args.max_upload} if args.max_upload else {}
+    serve(args.root, args.host, args.port, args.tokens_file, **options)
+    return EXIT_OK
+
+
+@command(
+    "push",
+    "publish a model folder or archive to a hub as URL (http://HOST/PUBLISHER/MODEL/VERSION)",
+    arg("src", metavar="DIR|ARCHIVE", help="a SavedModel folder (packed first) or a .tar.gz"),
+    arg("url", help="the version's URL on the hub"),
+    arg("--token", help="the hub's publishing token (default: $SAVEDHUB_TOKEN)"),
+    _JSON,
+)
+def _push(args: argparse.Namespace) -> int:
+    from savedhub.push import push
+
+    result = push(args.src, args.url, token=args.token)
+    data = {"url": result.url, "sha256": result.sha256, "size": result.size}
+    _emit(args, data, f"published {result.url} (sha256 {result.sha256})")
+    return EXIT_OK
+
+
 # -- the parser ----------------------------------------------------------------
 
 
@@ -378,7 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not any(c.passthrough and c.handler is args.handler for c in COMMANDS):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        # argparse's REMAINDER misses leading options (``demo --epochs 3``).
+        args.argv = [*extra, *getattr(args, "argv", [])]
     try:
         return args.handler(args)
     except (SavedhubError, OSError, ValueError) as exc:

@@ -103,11 +103,12 @@ def _refusal(response: httpx.Response, url: str) -> PublishError:
     )
 
 
-def _send(archive: Path, api_url: str, model_url: str, token: str | None) -> PushResult:
+def _send(
+    archive: Path, sha256: str, api_url: str, model_url: str, token: str | None
+) -> PushResult:
     from tqdm.auto import tqdm
 
     size = archive.stat().st_size
-    sha256 = _sha256_of(archive)
     headers = {
         "Content-Type": "application/gzip",
         "Content-Length": str(size),
@@ -165,17 +166,16 @@ def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> Pus
         PublishError: the hub refused (401/403 token, 409 version exists, 413 too large,
             422 not a valid model, with lint findings).
         TransferError: the hub could not be reached.
+        PackError: the folder fails lint (``savedhub lint DIR`` shows why).
         InvalidHandleError, ModelNotFoundError, NotASavedModelError: bad ``url`` or ``src``.
     """
     api_url, model_url = upload_url(url)
     token = token or config.push_token()
     source = Path(src).expanduser()
     if source.is_file() and source.name.endswith(ARCHIVE_SUFFIXES):
-        return _send(source, api_url, model_url, token)
-    from savedhub.pack import pack
-    from savedhub.resolver import check_saved_model_dir
+        return _send(source, _sha256_of(source), api_url, model_url, token)
+    from savedhub.packing import pack
 
-    check_saved_model_dir(source, os.fspath(src))
     with tempfile.TemporaryDirectory(prefix="savedhub-push-") as tmp:
         packed = pack(source, Path(tmp) / "model.tar.gz")
-        return _send(Path(packed.path), api_url, model_url, token)
+        return _send(Path(packed.path), packed.sha256, api_url, model_url, token)

@@ -17,6 +17,7 @@ import jinja2
 
 from savedhub.server.catalog import ModelSummary, Version
 from savedhub.server.names import latest as latest_version
+from savedhub.units import human_size
 
 _HERE = Path(__file__).parent
 STYLESHEET = (_HERE / "static" / "style.css").read_text()
@@ -48,13 +49,9 @@ def render_markdown(text: str) -> str:
     return str(_markdown().render(text))
 
 
-def human_size(size: float) -> str:
-    """``1536`` -> ``'1.5 KiB'``."""
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+def render_inline(text: str) -> str:
+    """Safe HTML for one line of Markdown (a model's summary on its card)."""
+    return str(_markdown().renderInline(text))
 
 
 @dataclass(frozen=True)
@@ -102,9 +99,14 @@ def signature_views(metadata: dict[str, Any]) -> list[SignatureView]:
     ]
 
 
+def _when(created: str) -> str:
+    """``2026-11-26T00:38:18+00:00`` -> ``2026-11-26 00:38 UTC``."""
+    return created[:16].replace("T", " ") + (" UTC" if created.endswith("+00:00") else "")
+
+
 def _facts(version: Version) -> list[tuple[str, str]]:
     info = version.metadata.get("info", {})
-    facts = [("Version", version.version), ("Published", version.created.replace("T", " "))]
+    facts = [("Version", version.version), ("Published", _when(version.created))]
     if version.metadata.get("format_name"):
         facts.append(("Format", str(version.metadata["format_name"])))
     if "variables" in info:
@@ -139,7 +141,7 @@ def render_index(
     """The front page (or one publisher's page): models grouped by publisher."""
     groups: dict[str, list[_Card]] = {}
     for s in summaries:
-        summary = str(s.latest.metadata.get("summary", ""))
+        summary = render_inline(str(s.latest.metadata.get("summary", "")))
         groups.setdefault(s.publisher, []).append(
             _Card(
                 s.publisher,
