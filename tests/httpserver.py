@@ -51,20 +51,24 @@ class Resource:
     stalls: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Request:
+    """One GET as the server saw it; logged when it arrives, completed as it is answered
+    (status before the headers go out, body bytes before each piece is written)."""
+
     method: str
     path: str
     query: str
     range: str | None
     if_range: str | None
-    status: int
-    body_bytes: int  # bytes of body actually written
+    status: int = 0
+    body_bytes: int = 0
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    record: Request
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         return
@@ -72,28 +76,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         parts = urllib.parse.urlsplit(self.path)
         hub = self.server.hub
+        self.record = Request(
+            "GET", parts.path, parts.query, self.headers.get("Range"), self.headers.get("If-Range")
+        )
+        hub.record(self.record)
         resource = hub.lookup(parts.path, parts.query)
-        sent, status = 0, 404
         try:
             if resource is None:
-                status = 404
                 self._simple(404, b"not found", "text/plain")
             else:
-                status, sent = self._serve(resource)
+                self._serve(resource)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        finally:
-            hub.record(
-                Request(
-                    "GET",
-                    parts.path,
-                    parts.query,
-                    self.headers.get("Range"),
-                    self.headers.get("If-Range"),
-                    status,
-                    sent,
-                )
-            )
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.record.status = code
+        super().send_response(code, message)
 
     def _simple(
         self, status: int, body: bytes, content_type: str, extra: dict | None = None
@@ -105,20 +103,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        self.record.body_bytes = len(body)
         self.wfile.write(body)
         self.close_connection = True
 
-    def _serve(self, res: Resource) -> tuple[int, int]:
+    def _serve(self, res: Resource) -> None:
         with self.server.hub.lock:
             attempt = res.gets
             res.gets += 1
         if attempt < res.fail_first:
             self._simple(500, b"temporary failure", "text/plain")
-            return 500, 0
+            return
         etag, body = res.versions[min(attempt, len(res.versions) - 1)]
         if res.status != 200:
             self._simple(res.status, body, res.content_type, res.headers)
-            return res.status, len(body)
+            return
         start = 0
         status = 200
         wanted = self.headers.get("Range")
@@ -127,7 +126,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             start = int(wanted.split("=", 1)[1].split("-", 1)[0])
             if start >= len(body):
                 self._simple(416, b"", "text/plain", {"Content-Range": f"bytes */{len(body)}"})
-                return 416, 0
+                return
             status = 206
         payload = body[start:]
         self.send_response(status)
@@ -167,8 +166,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         step = 1 << 16
         while sent < limit:
             piece = payload[sent : min(limit, sent + step)]
-            self._write(piece, res.chunked)
             sent += len(piece)
+            self.record.body_bytes = sent
+            self._write(piece, res.chunked)
             if res.delay_per_chunk:
                 time.sleep(res.delay_per_chunk)
         if stall:
@@ -176,10 +176,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.hub.stopping.wait(res.stall_seconds)
         if cut or stall:
             self.wfile.flush()
-            return status, sent
+            return
         if res.chunked:
             self.wfile.write(b"0\r\n\r\n")
-        return status, sent
 
     def _write(self, piece: bytes, chunked: bool) -> None:
         if chunked:
@@ -203,7 +202,9 @@ class HubServer:
         self.stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.hub = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base(self) -> str:
