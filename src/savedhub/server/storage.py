@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
@@ -182,6 +183,7 @@ class FsspecStorage:
         protocol = self.fs.protocol
         self.protocol = protocol if isinstance(protocol, str) else protocol[0]
         self.description = url
+        self._claim_lock = threading.Lock()
 
     def _path(self, *parts: str) -> str:
         return "/".join((self.base, *_segments(parts)))
@@ -224,7 +226,9 @@ class FsspecStorage:
             raise VersionExistsError(f"{name} already exists in {self.description}")
         claim = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
         try:
-            with self.fs.open(f"{target}/{_CLAIM}", "xb") as f:
+            # The backend's exclusive create decides between servers; the lock makes it
+            # exact between threads of this one even where the backend checks, then writes.
+            with self._claim_lock, self.fs.open(f"{target}/{_CLAIM}", "xb") as f:
                 f.write(claim.encode())
         except FileExistsError as exc:
             raise VersionExistsError(
