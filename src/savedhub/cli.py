@@ -419,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse's REMAINDER misses leading options (``demo --epochs 3``).
         args.argv = [*extra, *getattr(args, "argv", [])]
     try:
-        return args.handler(args)
+        return int(args.handler(args))
     except (SavedhubError, OSError, ValueError) as exc:
         # What users can act on: one line, no traceback. Bugs still show theirs.
         message = " ".join(str(exc).split()) or type(exc).__name__

@@ -130,13 +130,13 @@ def _spec_bytes(spec: TensorSpecInfo) -> int:
 
 def _variables(model: SavedModelFile) -> tuple[int, int, int]:
     """(count, trainable count, bytes) of the model's variables."""
-    from savedhub.saved_model_file import TensorSpecInfo, dtype_name
+    from savedhub.saved_model_file import TensorSpecInfo, dtype_name, shape_of
 
     if not model.has_object_graph:
         graph_variables = model.graph_variables()
-        trainable = set(model.collection_variable_names("trainable_variables"))
+        trainable_names = set(model.collection_variable_names("trainable_variables"))
         size = sum(_spec_bytes(spec) for spec in graph_variables.values())
-        return len(graph_variables), len(trainable & set(graph_variables)), size
+        return len(graph_variables), len(trainable_names & set(graph_variables)), size
     # Prefer the model's own ``variables`` list: what a user of ``obj.variables``
     # sees. (Keras 3 exports also save each variable a second time under
     # ``_all_variables``, so counting object-graph nodes would double them.)
@@ -147,10 +147,7 @@ def _variables(model: SavedModelFile) -> tuple[int, int, int]:
         counted = [nodes[i] for i in dict.fromkeys(listed) if i in nodes]
     else:
         counted = list(nodes.values())
-    size = sum(
-        _spec_bytes(TensorSpecInfo(dtype_name(v.dtype), tuple(d.size for d in v.shape.dim)))
-        for v in counted
-    )
+    size = sum(_spec_bytes(TensorSpecInfo(dtype_name(v.dtype), shape_of(v.shape))) for v in counted)
     trainable_listed = _listed(model, children.get("trainable_variables"))
     if trainable_listed is not None:
         trainable = len(set(trainable_listed))

@@ -60,14 +60,14 @@ def dtype_name(dtype_enum: int) -> str:
     return str(tf.dtypes.as_dtype(dtype_enum).name)
 
 
-def _shape(proto: Any) -> tuple[int | None, ...] | None:
+def shape_of(proto: Any) -> tuple[int | None, ...] | None:
     if proto.unknown_rank:
         return None
     return tuple(None if d.size < 0 else int(d.size) for d in proto.dim)
 
 
 def tensor_info(proto: meta_graph_pb2.TensorInfo) -> TensorSpecInfo:
-    return TensorSpecInfo(dtype_name(proto.dtype), _shape(proto.tensor_shape))
+    return TensorSpecInfo(dtype_name(proto.dtype), shape_of(proto.tensor_shape))
 
 
 def decode_structure(value: struct_pb2.StructuredValue) -> Any:
@@ -86,7 +86,7 @@ def decode_structure(value: struct_pb2.StructuredValue) -> Any:
         return {pair.key: decode_structure(pair.value) for pair in value.named_tuple_value.values}
     if kind == "tensor_spec_value":
         spec = value.tensor_spec_value
-        return TensorSpecInfo(dtype_name(spec.dtype), _shape(spec.shape))
+        return TensorSpecInfo(dtype_name(spec.dtype), shape_of(spec.shape))
     if kind in ("bool_value", "int64_value", "float64_value", "string_value"):
         return getattr(value, kind)
     return None
@@ -364,7 +364,7 @@ class SavedModelFile:
         for node in self.graph_def.node:
             if node.op in _VARIABLE_OPS:
                 dtype = dtype_name(node.attr["dtype"].type)
-                result[node.name] = TensorSpecInfo(dtype, _shape(node.attr["shape"].shape))
+                result[node.name] = TensorSpecInfo(dtype, shape_of(node.attr["shape"].shape))
         return result
 
     def collection_variable_names(self, collection: str) -> list[str]:
