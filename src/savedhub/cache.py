@@ -229,7 +229,7 @@ def model_dir(entry_path: Path) -> Path:
 
 def _check_manifest(path: Path, manifest: dict[str, object]) -> str | None:
     files = manifest.get("files")
-    if not isinstance(files, dict):
+    if not isinstance(files, dict) or not files:
         return "its manifest lists no files"
     for rel, size in files.items():
         try:
@@ -335,7 +335,8 @@ class Cache:
         try:
             os.utime(manifest)
         except FileNotFoundError:
-            self._adopt(key, handle)
+            if _check_foreign(self.entry_path(key)) is None:
+                self._adopt(key, handle)
         except OSError:
             pass  # a read-only cache still serves models
 
@@ -703,15 +704,21 @@ class Cache:
             elif name.endswith((LOCK_SUFFIX, OWNER_SUFFIX, MANIFEST_SUFFIX, DESCRIPTOR_SUFFIX)):
                 key = name.split(".", 1)[0]
                 if _KEY.match(key) and not self.entry_path(key).exists():
-                    busy = (
-                        not self._lock_free(key) or self._sibling(key, TFHUB_LOCK_SUFFIX).exists()
+                    tfhub_lock = self._sibling(key, TFHUB_LOCK_SUFFIX)
+                    holder = self._read(tfhub_lock)
+                    busy = not self._lock_free(key) or (
+                        holder is not None
+                        and not self._tfhub_lock_is_stale(key, tfhub_lock, holder)
                     )
                     if not busy:  # else it is being installed right now
                         found.append(path)
         return found
 
     def _lock_free(self, key: str) -> bool:
-        lock = filelock.FileLock(str(self._sibling(key, LOCK_SUFFIX)))
+        path = self._sibling(key, LOCK_SUFFIX)
+        if not path.exists():
+            return True  # a holder creates the file first; asking must not create it
+        lock = filelock.FileLock(str(path))
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
