@@ -8,8 +8,12 @@ A drop-in successor to ``tensorflow_hub``::
     obj = hub.load("/models/my_mul")
     path = hub.resolve(handle)
 
-``import savedhub`` does not import TensorFlow; ``load`` and ``KerasLayer``
-bring it in on first use.
+Publishing: ``hub.lint(dir)`` checks a SavedModel against the Reusable
+SavedModel interface, ``hub.info(handle)`` describes one without restoring
+it, ``hub.pack(dir, "model.tar.gz")`` makes a reproducible hub archive.
+
+``import savedhub`` does not import TensorFlow; ``load``, ``KerasLayer``,
+``lint``, ``info`` and ``pack`` bring it in on first use.
 """
 
 from __future__ import annotations
