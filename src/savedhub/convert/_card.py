@@ -49,10 +49,15 @@ def model_card(source: BertSource, version: str) -> str:
         "max": "max pooling over the attention mask",
     }[source.pooling]
     normalised = ", then L2 normalisation" if source.normalize else ""
+    # One line: the hub server shows a README's first prose line as the model's summary.
+    summary = (
+        f"Sentence embeddings as a TensorFlow Reusable SavedModel: strings in, "
+        f"float32 [batch, {hidden}] {'unit ' if source.normalize else ''}vectors out."
+    )
     return f"""# {title}
 
-A sentence embedding model as a TensorFlow Reusable SavedModel: a batch of strings in,
-`float32 [batch, {hidden}]` vectors out{" (unit length)" if source.normalize else ""}.
+{summary}
+
 Converted from sentence-transformers by `savedhub convert` (savedhub {version}); the
 tokenizer runs inside the graph, so the model needs no Python preprocessing.
 
@@ -71,10 +76,11 @@ tokenizer runs inside the graph, so the model needs no Python preprocessing.
 
 ```python
 import savedhub as hub
+import tensorflow as tf
 
 embed = hub.load("HANDLE")        # a path, or the model's URL on a hub
 vectors = embed(["The weather is lovely today.", "It's so sunny outside!"])
-similarity = vectors[0] @ vectors[1]   # cosine similarity (vectors have unit length)
+similarity = float(tf.reduce_sum(vectors[0] * vectors[1]))   # cosine: unit vectors
 
 layer = hub.KerasLayer("HANDLE", trainable=True)   # fine-tune inside a Keras model
 ```
