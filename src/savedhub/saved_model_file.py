@@ -149,6 +149,12 @@ class SavedModelFile:
                 "or truncated. Save or download the model again.",
                 path,
             ) from exc
+        except tf.errors.OpError as exc:  # TensorFlow's filesystem: permissions, gs:// access
+            raise NotASavedModelError(
+                f"The SavedModel in {path!r} cannot be read: {exc.message} "
+                "Check the path and your permissions for it.",
+                path,
+            ) from exc
         if not proto.meta_graphs:
             raise NotASavedModelError(
                 f"The saved_model.pb in {path!r} holds no MetaGraph. Save the model again.", path
