@@ -161,8 +161,9 @@ def test_download_then_manage_the_cache(my_mul_path: str, tmp_path: Path) -> Non
 
     assert run("cache", "verify", "--cache-dir", cache_dir).returncode == 0
     (path / "variables" / "variables.index").unlink()  # a /tmp cleaner strikes
-    damaged = run("cache", "verify", "--cache-dir", cache_dir)
+    damaged = run("cache", "verify", "--cache-dir", cache_dir, importtime=True)
     assert damaged.returncode == 1
+    assert "tensorflow" not in imported_modules(damaged.stderr)
     assert f"damaged: {url}" in damaged.stdout and "1 damaged" in damaged.stdout
     report = json.loads(run("cache", "verify", "--cache-dir", cache_dir, "--json").stdout)
     assert report["damaged"] == 1 and report["entries"][0]["state"] == "damaged"
@@ -171,11 +172,13 @@ def test_download_then_manage_the_cache(my_mul_path: str, tmp_path: Path) -> Non
     assert dry.returncode == 0
     assert [e["handle"] for e in json.loads(dry.stdout)["removed"]] == [url]
     assert path.exists()
-    kept = run("cache", "prune", "--older-than", "30d", "--cache-dir", cache_dir)
+    kept = run("cache", "prune", "--older-than", "30d", "--cache-dir", cache_dir, importtime=True)
     assert kept.returncode == 0 and "removed 0 model(s)" in kept.stdout and path.exists()
+    assert "tensorflow" not in imported_modules(kept.stderr)
 
-    removed = run("cache", "rm", url, "--cache-dir", cache_dir)
+    removed = run("cache", "rm", url, "--cache-dir", cache_dir, importtime=True)
     assert removed.returncode == 0 and f"removed: {url}" in removed.stdout
+    assert "tensorflow" not in imported_modules(removed.stderr)
     assert not path.exists()
     missing = run("cache", "rm", url, "--cache-dir", cache_dir)
     assert missing.returncode == 1 and "not in the cache" in missing.stdout
