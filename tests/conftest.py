@@ -65,6 +65,12 @@ def tf_keras_path(model_root: Path) -> str:
 
 
 @pytest.fixture(scope="session")
+def dict_model_path(model_root: Path) -> str:
+    """Dict in ({"x": [b, 2], "scale": [b, 1]}), dict out ({"projected", "scaled"})."""
+    return _build(model_root, "dict_model", models.save_dict_model)
+
+
+@pytest.fixture(scope="session")
 def tf1_hub_path(model_root: Path) -> str:
     """Legacy TF1 Hub format: default signature y = x @ [[1], [2]] + 0.5."""
     return _build(model_root, "tf1_hub_module", models.save_tf1_hub_module)

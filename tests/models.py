@@ -104,3 +104,31 @@ def save_tf1_hub_module(export_dir: str) -> str:
     with open(os.path.join(export_dir, "tfhub_module.pb"), "wb") as f:
         f.write(TF1_HUB_MODULE_DEF)
     return export_dir
+
+
+class DictModel(tf.train.Checkpoint):
+    """Takes a dict of tensors and returns a dict: nested inputs and outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = tf.Variable([[1.0], [-1.0]])
+        self.variables = [self.w]
+        self.trainable_variables = [self.w]
+        self.regularization_losses = []
+
+    @tf.function(
+        input_signature=[
+            {
+                "x": tf.TensorSpec([None, 2], tf.float32),
+                "scale": tf.TensorSpec([None, 1], tf.float32),
+            }
+        ]
+    )
+    def __call__(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        projected = tf.matmul(inputs["x"], self.w)
+        return {"projected": projected, "scaled": projected * inputs["scale"]}
+
+
+def save_dict_model(export_dir: str) -> str:
+    tf.saved_model.save(DictModel(), export_dir)
+    return export_dir

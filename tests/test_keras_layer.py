@@ -242,6 +242,8 @@ def test_invalid_argument_combinations_fail_at_construction(
         kr.KerasLayer(text_embedding_path, signature="nope", output_key="x")
     with pytest.raises(hub.KerasLayerError, match="already loaded object"):
         kr.KerasLayer(hub.load(my_mul_path), tags=["serve"])
+    with pytest.raises(hub.KerasLayerError, match="does not return a dict"):
+        kr.KerasLayer(my_mul_path, output_key="default")
     layer = kr.KerasLayer(text_embedding_path, signature="serving_default", output_key="default")
     with pytest.raises(hub.KerasLayerError, match="trainable=True"):
         layer.trainable = True
@@ -395,3 +397,24 @@ def test_mirrored_strategy_on_two_logical_cpus(
         """
     )
     assert out.split() == ["2", "True", "True"] * 2
+
+
+def test_nested_inputs_and_dict_outputs(kr: SimpleNamespace, dict_model_path: str) -> None:
+    keras = kr.keras
+    feed = {"x": tf.constant([[3.0, 1.0], [1.0, 1.0]]), "scale": tf.constant([[2.0], [5.0]])}
+    layer = kr.KerasLayer(dict_model_path, trainable=True)
+    out = layer(feed)
+    assert out["projected"].numpy().tolist() == [[2.0], [0.0]]
+    assert out["scaled"].numpy().tolist() == [[4.0], [0.0]]
+    picked = kr.KerasLayer(dict_model_path, output_key="scaled")
+    assert picked(feed).numpy().tolist() == [[4.0], [0.0]]
+
+    inputs = {
+        "x": keras.Input(shape=(2,), name="x"),
+        "scale": keras.Input(shape=(1,), name="scale"),
+    }
+    model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)["scaled"]))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    before = layer.resolved_object.w.numpy().copy()
+    model.fit(feed, np.array([[1.0], [2.0]]), epochs=3, verbose=0)
+    assert not np.array_equal(before, layer.resolved_object.w.numpy())

@@ -143,6 +143,12 @@ class HubCallable:
         self._check_arguments(trainable)
         self.function, self.uses_signature = self._pick_function()
         self.takes_training = (not self.uses_signature) and accepts_training(self.function)
+        if self.output_key is not None and not self.uses_signature and not self._returns_dict():
+            raise KerasLayerError(
+                f"output_key={self.output_key!r} picks one output of a dict, but "
+                f"{_describe(self.handle)}'s __call__ does not return a dict. Drop output_key, "
+                "or call a signature: signature='serving_default', output_key=..."
+            )
 
     # -- construction ---------------------------------------------------
 
@@ -176,16 +182,7 @@ class HubCallable:
                 "signature_outputs_as_dict=True is only valid together with signature=... "
                 "(or for a model in the TF1 Hub format)."
             )
-        if not self.signature and self.output_key is not None and not self._may_return_dict():
-            raise KerasLayerError(
-                f"output_key={self.output_key!r} needs a dict output: pass signature=... "
-                "(for example signature='serving_default', output_key=...)."
-            )
         self.check_trainable(trainable)
-
-    def _may_return_dict(self) -> bool:
-        # A plain __call__ may return a dict too; output_key then picks from it.
-        return callable(self.loaded) or hasattr(self.loaded, KERAS_EXPORT_ENDPOINT)
 
     def check_trainable(self, trainable: bool) -> None:
         """Raise if ``trainable=True`` cannot work for this model."""
@@ -249,6 +246,11 @@ class HubCallable:
         if not specs or any(s.dtype != specs[0].dtype for s in specs):
             return None
         return specs[0]
+
+    def _returns_dict(self) -> bool:
+        """Whether every trace of the called function returns a dict."""
+        traces = getattr(traced_call(self.function), "concrete_functions", None) or []
+        return bool(traces) and all(isinstance(c.structured_outputs, Mapping) for c in traces)
 
     def signature_output_names(self) -> list[str]:
         signatures = getattr(self.loaded, "signatures", None) or {}
