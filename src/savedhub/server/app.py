@@ -275,7 +275,8 @@ async def _serve_version(request: Request, version: Version) -> Response:
 
 async def version_route(request: Request) -> Response:
     p, m, v = (request.path_params[k] for k in ("publisher", "model", "version"))
-    record = await run_in_threadpool(_hub(request).catalog.get, p, m, v)
+    catalog = _hub(request).catalog
+    record = catalog.cached(p, m, v) or await run_in_threadpool(catalog.get, p, m, v)
     if record is None:
         return _not_found(request, p, m, v)
     return await _serve_version(request, record)
@@ -355,7 +356,8 @@ async def upload(request: Request) -> Response:
     key = (p, m, v)
     name = f"{p}/{m}/{v}"
     exists_message = f"{name} already exists; versions are immutable, publish a new version."
-    if key in hub.in_flight or await run_in_threadpool(hub.catalog.get, p, m, v):
+    existing = await run_in_threadpool(hub.catalog.get, p, m, v)
+    if key in hub.in_flight or existing is not None:
         return JSONResponse({"error": exists_message}, status_code=409)
     too_large = JSONResponse(
         {

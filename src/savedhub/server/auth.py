@@ -47,14 +47,15 @@ class TokenRules:
         if scheme.lower() != "bearer" or not presented.strip():
             return Verdict.MISSING
         presented = presented.strip()
-        allowed: frozenset[str] | None | bool = False
-        for token, publishers in self.tokens.items():
+        matched = False
+        publishers: frozenset[str] | None = None
+        for token, allowed in self.tokens.items():
             # Compare against every token so the time taken says nothing about which matched.
             if hmac.compare_digest(token.encode(), presented.encode()):
-                allowed = publishers
-        if allowed is False:
+                matched, publishers = True, allowed
+        if not matched:
             return Verdict.INVALID
-        if allowed is None or publisher in allowed:
+        if publishers is None or publisher in publishers:
             return Verdict.ALLOWED
         return Verdict.FORBIDDEN
 

@@ -80,6 +80,10 @@ class Catalog:
         ]
         return sorted(found, key=version_key)
 
+    def cached(self, publisher: str, model: str, version: str) -> Version | None:
+        """A version already read, without touching storage (safe on the event loop)."""
+        return self._metadata.get((publisher, model, version))
+
     def get(self, publisher: str, model: str, version: str) -> Version | None:
         """A published version, or None (also for names that are not valid)."""
         if not all(is_valid_name(n) for n in (publisher, model, version)):

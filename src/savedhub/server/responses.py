@@ -101,6 +101,10 @@ class RangeFileResponse:
         if scope["method"] == "HEAD" or start == end:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        if end - start <= self.chunk_size:  # one read, one thread hop: small archives are common
+            body = await anyio.to_thread.run_sync(self._read_whole, start, end)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
         # uvicorn drops writes to a closed connection silently, so watch for the
         # disconnect ourselves instead of reading the rest of the file for nobody.
         async with anyio.create_task_group() as group:
@@ -114,20 +118,30 @@ class RangeFileResponse:
                 pass
             group.cancel_scope.cancel()
 
+    def _read_whole(self, start: int, end: int) -> bytes:
+        with self.opener() as reader:
+            reader.seek(start)
+            body = reader.read(end - start)
+        if len(body) != end - start:
+            raise OSError(f"stored file ended {end - start - len(body)} bytes early")
+        return body
+
+    def _open_at(self, start: int) -> IO[bytes]:
+        reader = self.opener()
+        reader.seek(start)
+        return reader
+
     async def _stream(self, send: Send, start: int, end: int) -> None:
-        reader = await anyio.to_thread.run_sync(self.opener)
+        reader = await anyio.to_thread.run_sync(self._open_at, start)
         try:
-            if start:
-                await anyio.to_thread.run_sync(reader.seek, start)
             remaining = end - start
             while remaining > 0:
                 chunk = await anyio.to_thread.run_sync(reader.read, min(self.chunk_size, remaining))
                 if not chunk:
                     raise OSError(f"stored file ended {remaining} bytes early")
                 remaining -= len(chunk)
-                await send(
-                    {"type": "http.response.body", "body": chunk, "more_body": remaining > 0}
-                )
+                more = remaining > 0
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(reader.close)

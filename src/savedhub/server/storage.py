@@ -176,7 +176,7 @@ class FsspecStorage:
     """
 
     def __init__(self, url: str, **storage_options: Any) -> None:
-        import fsspec
+        import fsspec  # type: ignore[import-untyped]
 
         self.fs, path = fsspec.core.url_to_fs(url, **storage_options)
         self.base = path.rstrip("/")

@@ -1,0 +1,311 @@
+"""Throughput and requests per second of the hub's archive route, side by side with
+Python's ``http.server`` serving the same file, and nginx where it is installed.
+
+Two loads, each with several concurrent clients on keep-alive connections:
+
+* **throughput**: clients download a large archive (a SavedModel with one big
+  random variable, so gzip cannot shrink it) over and over; MiB/s.
+* **requests/s**: clients download a small model's archive (a few KiB); req/s.
+
+Every server reads the same ``model.tar.gz`` files from the same storage root
+(the hub's ``GET /P/M/V?tf-hub-format=compressed``; the others the file
+path). Each server runs as one process (nginx: ``worker_processes 1``) on
+127.0.0.1; the load generator is one asyncio process. Numbers on a shared
+2-core machine are noisy: compare the ratios within one run.
+
+Usage:
+    python bench/bench_server.py [--size-mb 64] [--seconds 4] [--clients 1,8,32]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # push packs, and packing lints with TF
+
+import argparse
+import asyncio
+import hashlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not start listening on {port}")
+
+
+@contextmanager
+def running(name: str, command: list[str], port: int, **kwargs: object) -> Iterator[int]:
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs
+    )  # type: ignore[call-overload]
+    try:
+        wait_until_up(port, process, name)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def build_models(work: Path, size_mb: int) -> tuple[Path, Path]:
+    """A small model (the guide's MyMul) and a large one (one random variable)."""
+    code = f"""
+import numpy as np, tensorflow as tf
+
+class Scale(tf.train.Checkpoint):
+    def __init__(self, values):
+        super().__init__()
+        self.w = tf.Variable(values)
+        self.variables = [self.w]
+        self.trainable_variables = [self.w]
+        self.regularization_losses = []
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def __call__(self, x):
+        return x * self.w[0]
+
+tf.saved_model.save(Scale(np.float32([2.0])), {str(work / "small")!r})
+big = np.random.default_rng(0).standard_normal({size_mb} * 2**18).astype(np.float32)
+tf.saved_model.save(Scale(big), {str(work / "large")!r})
+"""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    built = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if built.returncode:
+        raise RuntimeError(f"building the models failed:\n{built.stderr[-3000:]}")
+    return work / "small", work / "large"
+
+
+@dataclass
+class Load:
+    requests: int = 0
+    body_bytes: int = 0
+    errors: int = 0
+
+
+async def _client(port: int, path: str, size: int, deadline: float, load: Load) -> None:
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept-Encoding: identity\r\n\r\n"
+    ).encode()
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    while time.perf_counter() < deadline:
+        if writer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        assert reader is not None
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])
+        }
+        length = int(headers["content-length"])
+        remaining = length
+        while remaining:
+            chunk = await reader.read(min(remaining, 1 << 20))
+            if not chunk:
+                raise ConnectionError("server closed mid-body")
+            remaining -= len(chunk)
+        if " 200 " not in lines[0] + " " or length != size:
+            load.errors += 1
+        load.requests += 1
+        load.body_bytes += length
+        keep = headers.get("connection", "").lower() != "close" and lines[0].startswith("HTTP/1.1")
+        if not keep:
+            writer.close()
+            writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def _drive(port: int, path: str, size: int, clients: int, seconds: float) -> Load:
+    load = Load()
+    deadline = time.perf_counter() + seconds
+    await asyncio.gather(*(_client(port, path, size, deadline, load) for _ in range(clients)))
+    return load
+
+
+def measure(port: int, path: str, size: int, clients: int, seconds: float) -> tuple[float, float]:
+    """``(requests/s, MiB/s)`` of ``clients`` concurrent keep-alive downloads of ``path``."""
+    asyncio.run(_drive(port, path, size, clients, min(1.0, seconds / 4)))  # warm up
+    start = time.perf_counter()
+    load = asyncio.run(_drive(port, path, size, clients, seconds))
+    elapsed = time.perf_counter() - start
+    if load.errors:
+        raise RuntimeError(f"{load.errors} bad answers from port {port} for {path}")
+    return load.requests / elapsed, load.body_bytes / elapsed / 2**20
+
+
+def check_same_bytes(url: str, expected_sha256: str) -> None:
+    answer = httpx.get(url, timeout=120)
+    if hashlib.sha256(answer.content).hexdigest() != expected_sha256:
+        raise RuntimeError(
+            f"{url} did not serve the published archive: HTTP {answer.status_code}, "
+            f"{len(answer.content)} bytes, {dict(answer.headers)}"
+        )
+
+
+NGINX_CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=64, help="size of the large model")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each measurement")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients to try")
+    args = parser.parse_args()
+    client_counts = [int(c) for c in args.clients.split(",")]
+
+    from savedhub.push import push
+
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        work = Path(tmp)
+        root = work / "root"
+        small, large = build_models(work, args.size_mb)
+        (work / "tokens").write_text(TOKEN + "\n")
+        hub_port = free_port()
+        hub_cmd = [
+            sys.executable,
+            "-m",
+            "savedhub.cli",
+            "serve",
+            str(root),
+            "--port",
+            str(hub_port),
+            "--tokens-file",
+            str(work / "tokens"),
+        ]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SAVEDHUB_DISABLE_PROGRESS="1")
+        with running("savedhub serve", hub_cmd, hub_port, env=env):
+            base = f"http://127.0.0.1:{hub_port}"
+            started = time.perf_counter()
+            published = {
+                "small": push(small, f"{base}/bench/small/1", token=TOKEN),
+                "large": push(large, f"{base}/bench/large/1", token=TOKEN),
+            }
+            push_seconds = time.perf_counter() - started
+        print(
+            f"published: small {published['small'].size} B, large "
+            f"{published['large'].size / 2**20:.1f} MiB (push of both: {push_seconds:.1f} s)\n"
+        )
+
+        servers: list[tuple[str, list[str], str, dict[str, object]]] = [
+            ("savedhub", hub_cmd, "/bench/{m}/1?tf-hub-format=compressed", {"env": env}),
+            (
+                "http.server",
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    "PORT",
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    str(root),
+                ],
+                "/bench/{m}/1/model.tar.gz",
+                {},
+            ),
+        ]
+        if shutil.which("nginx"):
+            servers.append(
+                (
+                    "nginx",
+                    ["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)],
+                    "/bench/{m}/1/model.tar.gz",
+                    {},
+                )
+            )
+        results: dict[tuple[str, str, int], tuple[float, float]] = {}
+        for name, command, template, kwargs in servers:
+            port = free_port()
+            command = [str(port) if c == "PORT" else c for c in command]
+            if name == "savedhub":
+                command[command.index("--port") + 1] = str(port)
+            if name == "nginx":
+                # As root, nginx's worker would run as 'nobody', who cannot enter 0700 temp folders.
+                user = "user root;" if os.geteuid() == 0 else ""
+                conf = NGINX_CONF.format(user=user, work=work, port=port, root=root)
+                (work / "nginx.conf").write_text(conf)
+            with running(name, command, port, **kwargs):
+                for model in ("large", "small"):
+                    path = template.format(m=model)
+                    check_same_bytes(f"http://127.0.0.1:{port}{path}", published[model].sha256)
+                    for clients in client_counts:
+                        results[(name, model, clients)] = measure(
+                            port, path, published[model].size, clients, args.seconds
+                        )
+
+        names = [s[0] for s in servers]
+        print(
+            f"{'load':<28} {'clients':>7} "
+            + " ".join(f"{n:>14}" for n in names)
+            + "   "
+            + " ".join(f"{'hub/' + n:>16}" for n in names[1:])
+        )
+        for model, unit, index in (("large", "MiB/s", 1), ("small", "req/s", 0)):
+            label = f"{'throughput' if model == 'large' else 'requests'} ({unit})"
+            for clients in client_counts:
+                values = [results[(n, model, clients)][index] for n in names]
+                ratios = [values[0] / v if v else float("nan") for v in values[1:]]
+                print(
+                    f"{label:<28} {clients:>7} "
+                    + " ".join(f"{v:>14.1f}" for v in values)
+                    + "   "
+                    + " ".join(f"{r:>15.2f}x" for r in ratios)
+                )
+
+
+if __name__ == "__main__":
+    main()
