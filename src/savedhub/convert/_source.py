@@ -142,6 +142,10 @@ def _tokenizer(folder: str, path: Path, config: dict[str, Any]) -> TokenizerSpec
         raise _refuse(folder, "it has no vocab.txt (a WordPiece vocabulary)")
     with open(vocab_file, encoding="utf-8") as f:
         vocab = [line.rstrip("\n") for line in f]
+    if len(set(vocab)) < len(vocab):
+        seen: set[str] = set()
+        repeated = [t for t in vocab if t in seen or seen.add(t)]
+        raise _refuse(folder, f"vocab.txt lists tokens more than once: {repeated[:5]}")
     st_config = {}
     if (path / "sentence_bert_config.json").is_file():
         st_config = _read_json(folder, path / "sentence_bert_config.json")
