@@ -259,7 +259,8 @@ class SentenceEncoder(tf.train.Checkpoint):
             + self.position_embeddings[tf.newaxis, :length]
             + self.token_type_embeddings[0]
         )
-        x = _layer_norm(x, *self.embeddings_norm, self._eps)
+        gamma, beta = self.embeddings_norm
+        x = _layer_norm(x, gamma, beta, self._eps)
         x = self._dropout(tf.reshape(x, [-1, hidden]), self._hidden_dropout, training)
         # Padded keys get a large negative score, so softmax gives them no weight.
         bias = (1.0 - mask)[:, tf.newaxis, tf.newaxis, :] * -1e9

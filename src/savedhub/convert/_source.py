@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def _pooling(folder: str, path: Path) -> str:
     )
     if modes not in (["mean"], ["cls"], ["max"]):
         raise _refuse(folder, f"its Pooling module uses the modes {modes or 'none'}")
-    return modes[0]
+    return str(modes[0])
 
 
 def _bert_config(folder: str, path: Path) -> dict[str, Any]:
@@ -143,8 +144,7 @@ def _tokenizer(folder: str, path: Path, config: dict[str, Any]) -> TokenizerSpec
     with open(vocab_file, encoding="utf-8") as f:
         vocab = [line.rstrip("\n") for line in f]
     if len(set(vocab)) < len(vocab):
-        seen: set[str] = set()
-        repeated = [t for t in vocab if t in seen or seen.add(t)]
+        repeated = sorted(t for t, n in Counter(vocab).items() if n > 1)
         raise _refuse(folder, f"vocab.txt lists tokens more than once: {repeated[:5]}")
     st_config = {}
     if (path / "sentence_bert_config.json").is_file():
