@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -144,3 +145,17 @@ def test_a_hub_on_fsspec_storage_publishes_and_serves(
     with pytest.raises(PublishError) as again:
         push(archive.path, f"{url}/acme/mul/1", token="mem-token")
     assert again.value.status == 409
+
+
+def test_uploads_left_by_a_killed_server_are_reaped(tmp_path: Path) -> None:
+    incoming = tmp_path / "root" / ".incoming"
+    (incoming / "version-old").mkdir(parents=True)
+    (incoming / "version-old" / "model.tar.gz").write_bytes(b"half")
+    (incoming / "upload-old.tar.gz").write_bytes(b"half")
+    (incoming / "version-fresh").mkdir()
+    two_days_ago = time.time() - 2 * 86400
+    for name in ("version-old", "upload-old.tar.gz"):
+        os.utime(incoming / name, (two_days_ago, two_days_ago))
+
+    assert LocalStorage(tmp_path / "root").scratch_dir() == incoming
+    assert sorted(p.name for p in incoming.iterdir()) == ["version-fresh"]

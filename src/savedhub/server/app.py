@@ -287,8 +287,9 @@ async def model_route(request: Request) -> Response:
     latest = await run_in_threadpool(_hub(request).catalog.latest, p, m)
     if latest is None:
         return _not_found(request, p, m)
-    if _FORMAT in request.query_params:
+    if request.query_params.get(_FORMAT) == "compressed":
         # Redirect rather than answer here, so clients cache the archive under its version.
+        # (The uncompressed answer is a 303 to the latest folder itself: nothing is cached.)
         target = request.url.replace(path=f"{request.url.path.rstrip('/')}/{latest.version}")
         return RedirectResponse(str(target), status_code=302)
     return await _serve_version(request, latest)

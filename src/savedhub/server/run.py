@@ -44,6 +44,11 @@ def serve(
     """
     import uvicorn
 
+    # Publishing is logged through the "savedhub" logger; show it beside uvicorn's lines.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(log_level.upper())
     if "://" not in os.fspath(root):
         os.makedirs(root, exist_ok=True)
     app = create_app(root, tokens_file=tokens_file, max_upload_bytes=max_upload_bytes)

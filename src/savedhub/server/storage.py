@@ -42,6 +42,7 @@ METADATA = "metadata.json"
 README = "README.md"
 FOLDER = "saved_model"
 _CLAIM = "claim.json"
+_SCRATCH_MAX_AGE = 86400
 # Filesystems whose paths TensorFlow's own tf.io.gfile reads, so a client may load in place.
 _TF_READABLE_PROTOCOLS = ("gs", "gcs", "s3", "hdfs")
 
@@ -111,6 +112,7 @@ class LocalStorage:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self.description = str(self.root)
+        self._reaped = False
 
     def _path(self, *parts: str) -> Path:
         return self.root.joinpath(*_segments(parts))
@@ -141,8 +143,22 @@ class LocalStorage:
 
     def scratch_dir(self) -> Path:
         scratch = self.root / ".incoming"
-        scratch.mkdir(parents=True, exist_ok=True)
+        if not self._reaped:
+            scratch.mkdir(parents=True, exist_ok=True)
+            self._reap(scratch)
+            self._reaped = True
         return scratch
+
+    @staticmethod
+    def _reap(scratch: Path) -> None:
+        """Remove uploads a killed server left behind (anything older than a day)."""
+        cutoff = time.time() - _SCRATCH_MAX_AGE
+        for entry in scratch.iterdir():
+            if entry.lstat().st_mtime < cutoff:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
         final = self._path(publisher, model, version)
