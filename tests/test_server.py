@@ -148,6 +148,67 @@ def test_archive_headers_ranges_and_resume(hub: RunningHub, my_mul_archive: Path
     assert httpx.get(url, headers={"If-None-Match": full.headers["etag"]}).status_code == 304
 
 
+class CuttingProxy:
+    """A loopback proxy in front of the hub that cuts the first archive download
+    after ``cut_after`` bytes, and records every request head it forwards."""
+
+    def __init__(self, upstream: str, cut_after: int) -> None:
+        self.upstream_port = int(upstream.rsplit(":", 1)[1])
+        self.cut_after = cut_after
+        self.heads: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            text = head.decode("latin-1")
+            self.heads.append(text)
+            lines = [h for h in text.split("\r\n") if h and not h.lower().startswith("connection:")]
+            upstream.sendall(("\r\n".join(lines) + "\r\nConnection: close\r\n\r\n").encode())
+            first_archive = (
+                "compressed" in lines[0]
+                and sum("compressed" in h.split("\r\n")[0] for h in self.heads) == 1
+            )
+            sent = 0
+            while chunk := upstream.recv(65536):
+                if first_archive and sent + len(chunk) > self.cut_after:
+                    client.sendall(chunk[: self.cut_after - sent])
+                    return  # the connection drops mid-body
+                client.sendall(chunk)
+                sent += len(chunk)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_cut_download_resumes_with_range(hub: RunningHub, my_mul_archive: Path) -> None:
+    push(my_mul_archive, f"{hub.url}/acme/cut/1", token=ALL)
+    proxy = CuttingProxy(hub.url, cut_after=2000)
+    try:
+        assert float(savedhub.load(f"{proxy.url}/acme/cut/1")(3.0)) == 6.0
+    finally:
+        proxy.close()
+    archive_requests = [h.lower() for h in proxy.heads if "compressed" in h.split("\r\n")[0]]
+    assert len(archive_requests) == 2
+    assert "range:" not in archive_requests[0]
+    assert "range: bytes=" in archive_requests[1] and "if-range:" in archive_requests[1]
+
+
 def test_unversioned_url_redirects_to_the_latest_version(
     hub: RunningHub, my_mul_archive: Path
 ) -> None:
