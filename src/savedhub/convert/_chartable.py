@@ -21,6 +21,7 @@ since (rare marks and format characters) are handled by today's categories.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 
@@ -77,6 +78,8 @@ class CharTable:
 
 
 def _is_cjk(cp: int) -> bool:
+    if cp < 0x3400 or cp > 0x2FA1F:
+        return False
     return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
@@ -96,7 +99,10 @@ def map_code_point(cp: int, settings: NormalizerSettings) -> tuple[int, ...]:
         return ()
     if cp in _WHITE_SPACE:
         return (SPACE,)
-    text = f" {ch} " if settings.chinese_chars and _is_cjk(cp) else ch
+    cjk = settings.chinese_chars and _is_cjk(cp)
+    if category == "Cn" and not cjk:
+        return (cp,)  # no decomposition, case or punctuation: the bulk of the table, fast
+    text = f" {ch} " if cjk else ch
     if settings.strip_accents:
         text = "".join(
             c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn"
@@ -115,6 +121,7 @@ def map_code_point(cp: int, settings: NormalizerSettings) -> tuple[int, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4)
 def build_char_table(
     settings: NormalizerSettings, special_tokens: tuple[str, ...] = ()
 ) -> CharTable:
@@ -137,7 +144,8 @@ def build_char_table(
             token = special_tokens[cp - SPECIAL_MARKER_BASE]
             row = (SPACE, *(ord(c) for c in token), SPACE)
         else:
-            row = tuple(SELF if p == cp else p for p in map_code_point(cp, settings))
+            mapped = map_code_point(cp, settings)
+            row = (SELF,) if mapped == (cp,) else tuple(SELF if p == cp else p for p in mapped)
         index = row_index.setdefault(row, len(row_index))
         if not run_rows or run_rows[-1] != index:
             starts.append(cp)
