@@ -16,6 +16,17 @@ from savedhub.server import storage as layout
 from savedhub.server.names import is_valid_name, latest, version_key
 from savedhub.server.storage import Storage
 
+_LISTED = 20
+PUBLISH_HINT = (
+    "Publish a model with: savedhub push ./my_model http://HOST/PUBLISHER/MODEL/1 --token TOKEN "
+    "(the server needs --tokens-file or SAVEDHUB_SERVE_TOKENS to accept uploads)."
+)
+
+
+def _shown(names: list[str]) -> str:
+    more = f" and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
+    return ", ".join(names[:_LISTED]) + more
+
 
 @dataclass(frozen=True)
 class Version:
@@ -134,3 +145,26 @@ class Catalog:
                 if record is not None:
                     result.append(ModelSummary(pub, model, versions, record))
         return result
+
+    def explain_missing(
+        self, publisher: str, model: str | None = None, version: str | None = None
+    ) -> tuple[str, list[str]]:
+        """Why ``publisher/model/version`` is not here, naming what exists at the deepest
+        level that matched; and those names (``publisher``, ``p/m`` or ``p/m/v``)."""
+        asked = "/".join(n for n in (publisher, model, version) if n is not None)
+        for name in (publisher, model, version):
+            if name is not None and not is_valid_name(name):
+                return f"No model at {asked!r}: {name!r} is not a valid name.", []
+        publishers = [p for p in self.publishers() if self.models(p)]
+        if not publishers:
+            return f"No model {asked!r}: this hub is empty. {PUBLISH_HINT}", []
+        if publisher not in publishers:
+            shown = _shown(publishers)
+            return f"No publisher {publisher!r} on this hub. Publishers here: {shown}.", publishers
+        models = [f"{publisher}/{m}" for m in self.models(publisher)]
+        if model is None or f"{publisher}/{model}" not in models:
+            return f"No model {asked!r}. Models by {publisher!r}: {_shown(models)}.", models
+        versions = self.versions(publisher, model)
+        available = [f"{publisher}/{model}/{v}" for v in versions]
+        shown = _shown(versions)
+        return f"No version {version!r} of {publisher}/{model}. Versions: {shown}.", available

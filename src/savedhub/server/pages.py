@@ -21,10 +21,6 @@ from savedhub.units import human_size
 
 _HERE = Path(__file__).parent
 STYLESHEET = (_HERE / "static" / "style.css").read_text()
-PUBLISH_HINT = (
-    "Publish a model with: savedhub push ./my_model http://HOST/PUBLISHER/MODEL/1 --token TOKEN "
-    "(the server needs --tokens-file or SAVEDHUB_SERVE_TOKENS to accept uploads)."
-)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,40 @@
+"""What every request handler of the hub shares, and how it reads a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from savedhub.server.auth import TokenRules
+from savedhub.server.catalog import Catalog
+from savedhub.server.storage import Storage
+
+
+@dataclass
+class Hub:
+    """The storage, what it holds, who may publish, and the uploads under way."""
+
+    storage: Storage
+    catalog: Catalog
+    rules: TokenRules
+    max_upload_bytes: int
+    in_flight: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def model_url(request: Request, *names: str) -> str:
+    """The absolute URL of a model or version on this hub."""
+    return "/".join((base_url(request), *names))
