@@ -172,6 +172,27 @@ def test_moved_copy_loads_and_gives_same_outputs(minilm, minilm_path: str, tmp_p
         os.rename(hidden, original)
 
 
+def test_fine_tuned_weights_survive_re_export(minilm_path: str, tmp_path: Path) -> None:
+    model = savedhub.load(minilm_path)  # a fresh copy: this test changes its weights
+    texts = tf.constant(TABLE)
+    before = model(texts).numpy()
+    with tf.GradientTape() as tape:
+        vectors = model(texts, training=True)
+        loss = tf.reduce_sum(vectors[0] * vectors[2])  # push two unrelated sentences apart
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads)
+    for variable, grad in zip(model.trainable_variables, grads, strict=True):
+        variable.assign_sub(0.05 * tf.convert_to_tensor(grad))
+    tuned = model(texts).numpy()
+    assert float(tuned[0] @ tuned[2]) < float(before[0] @ before[2])
+
+    tf.saved_model.save(model, str(tmp_path / "tuned"), signatures=model.signatures)
+    again = savedhub.load(str(tmp_path / "tuned"))
+    np.testing.assert_allclose(again(texts).numpy(), tuned, atol=1e-6)
+    served = again.signatures["serving_default"](inputs=texts)["outputs"]
+    np.testing.assert_allclose(served.numpy(), tuned, atol=1e-6)
+
+
 def _sentence_transformers_copy(minilm_source: str, dest: Path) -> Path:
     """The source folder's small files, with the weights linked rather than copied."""
     dest.mkdir()
