@@ -395,6 +395,8 @@ def test_model_page_shows_readme_signatures_and_snippet(
     assert f'hub.KerasLayer("{hub.url}/docs/embedding/1")' in page.text
     assert "<strong>short</strong>" in page.text
     assert "<script>" not in page.text and "&lt;script&gt;" in page.text
+    assert "script-src" not in page.headers["content-security-policy"]  # no scripts at all
+    assert "default-src 'none'" in page.headers["content-security-policy"]
     assert "serving_default" in page.text and "token_count" in page.text
     found = httpx.get(f"{hub.url}/", params={"q": "embedd"}, headers=HTML).text
     assert "docs/<strong>embedding</strong>" in found and "Embeds <strong>short</strong>" in found

@@ -47,6 +47,20 @@ DEFAULT_MAX_UPLOAD_BYTES = 4 * 2**30
 _FORMAT = "tf-hub-format"
 
 
+# READMEs are rendered without raw HTML already; the policy is a second line of defence
+# (no scripts at all, styles only from this hub, images from anywhere a README links).
+_PAGE_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'self'; img-src * data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
+
+
+def _page(html: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status, headers={**_PAGE_HEADERS, **(headers or {})})
+
+
 def _error(
     request: Request,
     status: int,
@@ -56,7 +70,7 @@ def _error(
 ) -> Response:
     if wants_html(request):
         html = pages.render_error(status, message, extra.get("available", []))
-        return HTMLResponse(html, status_code=status, headers=headers)
+        return _page(html, status, headers)
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
@@ -98,7 +112,7 @@ async def front_page(request: Request) -> Response:
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
     empty = not summaries and not query
-    return HTMLResponse(pages.render_index(summaries, query, base_url(request), empty=empty))
+    return _page(pages.render_index(summaries, query, base_url(request), empty=empty))
 
 
 async def publisher_page(request: Request) -> Response:
@@ -111,7 +125,7 @@ async def publisher_page(request: Request) -> Response:
         return await _not_found(request, publisher)
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
-    return HTMLResponse(pages.render_index(summaries, "", base_url(request), publisher=publisher))
+    return _page(pages.render_index(summaries, "", base_url(request), publisher=publisher))
 
 
 async def api_models(request: Request) -> Response:
@@ -194,7 +208,7 @@ async def _serve_version(request: Request, version: Version) -> Response:
         catalog = hub_of(request).catalog
         versions = await run_in_threadpool(catalog.versions, version.publisher, version.model)
         readme = await run_in_threadpool(catalog.readme, version)
-        return HTMLResponse(pages.render_model(version, versions, readme, base_url(request)))
+        return _page(pages.render_model(version, versions, readme, base_url(request)))
     return JSONResponse(_version_json(request, version))
 
 
