@@ -147,3 +147,16 @@ def test_archive_file_says_how_to_use_it(tmp_path, my_mul_path: str) -> None:
 def test_graph_file_points_to_its_folder(my_mul_path: str) -> None:
     with pytest.raises(hub.NotASavedModelError, match="pass the folder"):
         hub.resolve(os.path.join(my_mul_path, "saved_model.pb"))
+
+
+def test_import_and_resolve_do_not_import_tensorflow(my_mul_path: str) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, savedhub; savedhub.resolve({my_mul_path!r}); "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]

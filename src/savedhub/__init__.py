@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from savedhub import _keras_registration
 from savedhub.config import set_mirrors
 from savedhub.errors import (
     CacheFullError,
@@ -72,6 +73,8 @@ if TYPE_CHECKING:
     from savedhub.linting import lint
     from savedhub.loading import load
     from savedhub.packing import pack
+
+_keras_registration.install()
 
 _LAZY = {
     "load": "savedhub.loading",

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from savedhub.errors import KerasLayerError
-from savedhub.loading import load
+from savedhub.loading import load, resolve_for_loading
 
 # Endpoint that Keras 3's ``model.export()`` writes in place of ``__call__``.
 KERAS_EXPORT_ENDPOINT = "serve"
@@ -130,6 +130,8 @@ class HubCallable:
         self.handle = handle
         self.arguments = dict(arguments or {})
         self.output_shape = to_shapes(output_shape)
+        # The folder the model was read from (None for an already loaded object).
+        self.path: str | None = None
         self.loaded = self._load(handle, load_options, tags)
         self.is_tf1_hub_module = bool(getattr(self.loaded, "_is_hub_module_v1", False))
 
@@ -152,10 +154,10 @@ class HubCallable:
 
     # -- construction ---------------------------------------------------
 
-    @staticmethod
-    def _load(handle: Any, load_options: Any, tags: Sequence[str] | None) -> Any:
+    def _load(self, handle: Any, load_options: Any, tags: Sequence[str] | None) -> Any:
         if isinstance(handle, (str, os.PathLike)):
-            return load(handle, tags=tags, options=load_options)
+            self.path = resolve_for_loading(handle)
+            return load(self.path, tags=tags, options=load_options)
         if tags is not None or load_options is not None:
             raise KerasLayerError(
                 "tags and load_options only apply when KerasLayer loads the model itself; "

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from savedhub.errors import (
+    KerasLayerError,
+    ModelNotFoundError,
+    NotASavedModelError,
+    NotCachedError,
+    TransferError,
+)
+from savedhub.keras_layer import _keras_file
 from savedhub.keras_layer._common import HubCallable, as_tensor_input
 
 
@@ -56,8 +65,12 @@ class KerasLayer(keras.layers.Layer):
     ) -> None:
         if _sentinel is not None:
             raise TypeError("KerasLayer takes handle, trainable and arguments positionally only.")
-        self._hub = HubCallable(
+        # Written by get_config: the fingerprint of the SavedModel that
+        # save_assets embeds in a .keras file (see _keras_file).
+        embedded = kwargs.pop("embedded_model", None)
+        self._hub = self._open(
             handle,
+            embedded,
             trainable=trainable,
             arguments=arguments,
             signature=signature,
@@ -87,6 +100,27 @@ class KerasLayer(keras.layers.Layer):
         # when the containing model is exported with model.export().
         self._hub_object = self._hub.loaded
         self.built = True
+
+    @staticmethod
+    def _open(handle: Any, embedded: dict[str, Any] | None, **arguments: Any) -> HubCallable:
+        """Load by handle; when that fails for a layer rebuilt from a .keras
+        file, use the SavedModel embedded in that file."""
+        try:
+            return HubCallable(handle, **arguments)
+        except (ModelNotFoundError, NotASavedModelError, NotCachedError, TransferError) as exc:
+            key = (embedded or {}).get("fingerprint")
+            if not key:
+                raise
+            copy = _keras_file.stored_copy(key) or _keras_file.from_open_archive(key)
+            if copy is None:
+                raise KerasLayerError(
+                    f"KerasLayer({handle!r}) cannot load its model: {exc} It is not in the "
+                    "cache either. Load the .keras file that embeds it with "
+                    "keras.models.load_model(path), or make the handle reachable."
+                ) from exc
+        hub = HubCallable(copy, **arguments)
+        hub.handle = handle  # the config keeps naming the model, not our copy
+        return hub
 
     def _track_existing(self, variable: tf.Variable, trainable: bool) -> keras.Variable:
         wrapped = keras.Variable(
@@ -151,4 +185,17 @@ class KerasLayer(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(self._hub.config())
+        if self._hub.path is not None:
+            config["embedded_model"] = {"fingerprint": _keras_file.fingerprint(self._hub.path)}
         return config
+
+    def save_assets(self, dir_path: str) -> None:
+        """Embed the SavedModel in the .keras file, so the file loads anywhere."""
+        key = _keras_file.fingerprint(self._hub.path) if self._hub.path else None
+        if key:
+            _keras_file.copy_tree(
+                self._hub.path, os.path.join(dir_path, _keras_file.folder_name(key))
+            )
+
+    def load_assets(self, dir_path: str) -> None:
+        """Nothing to do: the model was loaded when the layer was rebuilt."""
