@@ -10,7 +10,7 @@ Two loads, each with several concurrent clients on keep-alive connections:
 Every server reads the same ``model.tar.gz`` files from the same storage root
 (the hub's ``GET /P/M/V?tf-hub-format=compressed``; the others the file
 path). Each server runs as one process (nginx: ``worker_processes 1``) on
-127.0.0.1; the load generator is one asyncio process. Numbers on a shared
+127.0.0.1; the load generator is one process, a thread per client. Numbers on a shared
 2-core machine are noisy: compare the ratios within one run.
 
 Usage:
@@ -24,7 +24,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # push packs, and packing lints with TF
 
 import argparse
-import asyncio
 import hashlib
 import shutil
 import socket
@@ -36,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from threading import Lock, Thread
 
 import httpx
 
@@ -112,54 +112,70 @@ class Load:
     errors: int = 0
 
 
-async def _client(port: int, path: str, size: int, deadline: float, load: Load) -> None:
+def _client(port: int, path: str, size: int, deadline: float, load: Load, lock: Lock) -> None:
+    """One keep-alive client: blocking socket, ``recv_into`` one reused buffer, so the
+    load generator costs little next to the servers it measures."""
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept-Encoding: identity\r\n\r\n"
     ).encode()
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    conn: socket.socket | None = None
+    done = errors = received = 0
     while time.perf_counter() < deadline:
-        if writer is None:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-        assert reader is not None
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
+        if conn is None:
+            conn = socket.create_connection(("127.0.0.1", port))
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sendall(request)
+        pending = bytearray()
+        while (end := pending.find(b"\r\n\r\n")) < 0:
+            n = conn.recv_into(view)
+            if not n:
+                raise ConnectionError("server closed before the headers")
+            pending += view[:n]
+        lines = bytes(pending[:end]).decode("latin-1").split("\r\n")
         headers = {
             k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])
         }
         length = int(headers["content-length"])
-        remaining = length
-        while remaining:
-            chunk = await reader.read(min(remaining, 1 << 20))
-            if not chunk:
+        remaining = length - (len(pending) - end - 4)
+        while remaining > 0:
+            n = conn.recv_into(view, min(remaining, len(buffer)))
+            if not n:
                 raise ConnectionError("server closed mid-body")
-            remaining -= len(chunk)
-        if " 200 " not in lines[0] + " " or length != size:
-            load.errors += 1
-        load.requests += 1
-        load.body_bytes += length
-        keep = headers.get("connection", "").lower() != "close" and lines[0].startswith("HTTP/1.1")
-        if not keep:
-            writer.close()
-            writer = None
-    if writer is not None:
-        writer.close()
+            remaining -= n
+        errors += " 200 " not in lines[0] + " " or length != size
+        done += 1
+        received += length
+        if headers.get("connection", "").lower() == "close" or lines[0].startswith("HTTP/1.0"):
+            conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+    with lock:
+        load.requests += done
+        load.body_bytes += received
+        load.errors += errors
 
 
-async def _drive(port: int, path: str, size: int, clients: int, seconds: float) -> Load:
-    load = Load()
-    deadline = time.perf_counter() + seconds
-    await asyncio.gather(*(_client(port, path, size, deadline, load) for _ in range(clients)))
-    return load
+def _drive(port: int, path: str, size: int, clients: int, seconds: float) -> tuple[Load, float]:
+    load, lock = Load(), Lock()
+    start = time.perf_counter()
+    threads = [
+        Thread(target=_client, args=(port, path, size, start + seconds, load, lock))
+        for _ in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return load, time.perf_counter() - start
 
 
 def measure(port: int, path: str, size: int, clients: int, seconds: float) -> tuple[float, float]:
     """``(requests/s, MiB/s)`` of ``clients`` concurrent keep-alive downloads of ``path``."""
-    asyncio.run(_drive(port, path, size, clients, min(1.0, seconds / 4)))  # warm up
-    start = time.perf_counter()
-    load = asyncio.run(_drive(port, path, size, clients, seconds))
-    elapsed = time.perf_counter() - start
+    _drive(port, path, size, clients, min(1.0, seconds / 4))  # warm up
+    load, elapsed = _drive(port, path, size, clients, seconds)
     if load.errors:
         raise RuntimeError(f"{load.errors} bad answers from port {port} for {path}")
     return load.requests / elapsed, load.body_bytes / elapsed / 2**20

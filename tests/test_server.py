@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import models
 import savedhub
 from hubserver import RunningHub, running_hub
 from savedhub.errors import PublishError
@@ -28,7 +29,7 @@ from savedhub.push import push
 
 ALL = "tok-all-publishers"
 ACME_ONLY = "tok-acme-only"
-MAX_UPLOAD = 2 * 2**20
+MAX_UPLOAD = 4 * 2**20
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
 
@@ -44,6 +45,19 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
 @pytest.fixture(scope="module")
 def my_mul_archive(my_mul_path: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(pack(my_mul_path, tmp_path_factory.mktemp("packed") / "my_mul.tar.gz").path)
+
+
+@pytest.fixture(scope="module")
+def big_model_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A model whose archive spans several of the server's read chunks (random
+    weights do not compress)."""
+    import numpy as np
+    import tensorflow as tf
+
+    path = str(tmp_path_factory.mktemp("big") / "big_model")
+    weights = np.random.default_rng(7).standard_normal(700_000).astype(np.float32)
+    tf.saved_model.save(models.MyMulModel(tf.constant(weights)), path)
+    return path
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
@@ -207,6 +221,23 @@ def test_a_cut_download_resumes_with_range(hub: RunningHub, my_mul_archive: Path
     assert len(archive_requests) == 2
     assert "range:" not in archive_requests[0]
     assert "range: bytes=" in archive_requests[1] and "if-range:" in archive_requests[1]
+
+
+def test_archives_larger_than_a_read_chunk_stream_whole_and_in_ranges(
+    hub: RunningHub, big_model_path: str
+) -> None:
+    result = push(big_model_path, f"{hub.url}/acme/big/1", token=ALL)
+    url = f"{hub.url}/acme/big/1?tf-hub-format=compressed"
+    assert result.size > 2 * 2**20 + 1000
+    whole = httpx.get(url, timeout=60).content
+    assert hashlib.sha256(whole).hexdigest() == result.sha256
+    middle = httpx.get(url, headers={"Range": f"bytes={2**20 - 10}-{2 * 2**20 + 10}"})
+    assert middle.status_code == 206 and middle.content == whole[2**20 - 10 : 2 * 2**20 + 11]
+
+    with httpx.stream("GET", url) as abandoned:  # a client that goes away mid-download
+        next(abandoned.iter_raw(65536))
+    obj = savedhub.load(f"{hub.url}/acme/big")
+    assert float(obj(1.0)[123]) == pytest.approx(float(obj.v.numpy()[123]))
 
 
 def test_unversioned_url_redirects_to_the_latest_version(
