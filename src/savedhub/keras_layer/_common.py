@@ -347,18 +347,18 @@ class HubCallable:
         return tf.nest.map_structure(set_shape, outputs, self.output_shape)
 
     def output_shape_for(self, input_shape: Any) -> Any:
-        """compute_output_shape from ``output_shape``, or None if it was not given."""
+        """compute_output_shape from ``output_shape``, or None if it was not given.
+
+        The batch dimension is that of the (first) input.
+        """
         if self.output_shape is None:
             return None
         first = tf.nest.flatten(input_shape)[0] if input_shape is not None else None
-        batch = tf.TensorShape([first if not isinstance(first, tf.TensorShape) else None])
-        if isinstance(input_shape, (tuple, list, tf.TensorShape)) and len(input_shape) > 0:
-            first_dim = input_shape[0] if not isinstance(input_shape[0], (tuple, list)) else None
-            batch = tf.TensorShape([first_dim])
+        if isinstance(first, tf.TensorShape):
+            first = first.as_list()[0] if first.rank else None
+        batch = tf.TensorShape([first])
         return tf.nest.map_structure(
-            lambda shape: tuple(batch.concatenate(shape).as_list()),
-            self.output_shape,
-            check_types=False,
+            lambda shape: tuple(batch.concatenate(shape).as_list()), self.output_shape
         )
 
     # -- serialization --------------------------------------------------
