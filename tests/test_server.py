@@ -394,6 +394,13 @@ def test_json_api_lists_models_and_versions(hub: RunningHub, my_mul_archive: Pat
     digest_file = (hub.root / "jsonapi/mul/2/model.tar.gz.sha256").read_text()
     assert digest_file.split()[0] == meta["archive"]["sha256"]
 
+    one = httpx.get(f"{hub.url}/api/models/jsonapi/mul/1").json()
+    assert one["url"] == f"{hub.url}/jsonapi/mul/1" and one["metadata"]["version"] == "1"
+    assert httpx.get(f"{hub.url}/jsonapi/mul/2").json()["metadata"] == meta  # no Accept: JSON
+    by_publisher = httpx.get(f"{hub.url}/jsonapi").json()["models"]
+    assert [m["name"] for m in by_publisher] == ["jsonapi/mul"]
+    assert "Models by jsonapi" in httpx.get(f"{hub.url}/jsonapi", headers=HTML).text
+
 
 def test_uncompressed_format_answers_303_with_the_folder(
     hub: RunningHub, my_mul_archive: Path, monkeypatch: pytest.MonkeyPatch
