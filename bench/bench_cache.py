@@ -1,0 +1,239 @@
+"""Cold and warm load of a model by URL: savedhub vs tensorflow_hub 0.16.1 vs raw TF.
+
+For a ~5 MB and a ~200 MB SavedModel (random variables, so gzip cannot
+shrink them), served as ``.tar.gz`` per the hosting protocol by Python's
+``http.server`` in its own process on 127.0.0.1, this measures in one run:
+
+* **transfer**: GET the archive to a file with httpx (the network part alone);
+* **raw load**: ``tf.saved_model.load`` of an already extracted folder;
+* **cold**: ``savedhub.load(url)`` / ``tensorflow_hub.load(url)`` with an
+  empty cache (download + extract + load);
+* **warm**: the same call again, served from the cache.
+
+Targets (issue 4): warm within 5% of raw; cold no slower than tensorflow_hub
+and within 1.25x of transfer + raw load (download and extraction overlap).
+Each figure is the median of ``--repeats`` runs; the machine is shared, so
+compare the ratios within one run.
+
+Usage:
+    python bench/bench_cache.py [--sizes-mb 5,200] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["SAVEDHUB_DISABLE_PROGRESS"] = "1"
+
+import argparse
+import gc
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def file_server(root: Path) -> Iterator[str]:
+    """``python -m http.server`` over ``root``: ``/m/1?tf-hub-format=compressed`` serves
+    the file ``root/m/1`` (it ignores the query), as a hub would serve the archive."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def build_model(folder: Path, size_mb: float) -> None:
+    import tensorflow as tf
+
+    class Scaled(tf.Module):
+        def __init__(self, count: int) -> None:
+            super().__init__()
+            self.w = tf.Variable(tf.random.normal([count], seed=1))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, x: tf.Tensor) -> tf.Tensor:
+            return x * self.w[0]
+
+    tf.saved_model.save(Scaled(int(size_mb * 2**20 / 4)), str(folder))
+
+
+def pack(folder: Path, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz", compresslevel=6) as tar:
+        for name in sorted(os.listdir(folder)):
+            tar.add(folder / name, arcname=name)
+
+
+def timed(action: Callable[[], object]) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    result = action()
+    elapsed = time.perf_counter() - started
+    del result
+    gc.collect()
+    return elapsed
+
+
+def measure(
+    url: str, extracted: Path, work: Path, repeats: int, client: httpx.Client
+) -> dict[str, float]:
+    """Median seconds of every column for one model, in interleaved rounds so that
+    drift on the shared machine hits all columns alike."""
+    import tensorflow as tf
+    import tensorflow_hub
+
+    import savedhub
+
+    ours, theirs = work / "savedhub-cache", work / "tfhub-cache"
+
+    def transfer() -> None:
+        with (
+            client.stream("GET", url + "?tf-hub-format=compressed") as response,
+            open(work / "archive.download", "wb") as out,
+        ):
+            for chunk in response.iter_raw():
+                out.write(chunk)
+
+    def raw() -> float:
+        return timed(lambda: tf.saved_model.load(str(extracted)))
+
+    def by_url(load: Callable[[str], object], var: str, cache: Path, empty: bool) -> float:
+        if empty:
+            shutil.rmtree(cache, ignore_errors=True)
+        os.environ.pop("SAVEDHUB_CACHE_DIR", None)
+        os.environ.pop("TFHUB_CACHE_DIR", None)
+        os.environ[var] = str(cache)
+        return timed(lambda: load(url))
+
+    work.mkdir(parents=True, exist_ok=True)
+    tf.saved_model.load(str(extracted))  # TF's one-off costs, paid by nobody
+    columns: dict[str, Callable[[], float]] = {
+        "transfer": lambda: timed(transfer),
+        "raw": raw,
+        "savedhub cold": lambda: by_url(savedhub.load, "SAVEDHUB_CACHE_DIR", ours, True),
+        "tfhub cold": lambda: by_url(tensorflow_hub.load, "TFHUB_CACHE_DIR", theirs, True),
+        "savedhub warm": lambda: by_url(savedhub.load, "SAVEDHUB_CACHE_DIR", ours, False),
+        "tfhub warm": lambda: by_url(tensorflow_hub.load, "TFHUB_CACHE_DIR", theirs, False),
+    }
+    times: dict[str, list[float]] = {column: [] for column in columns}
+    for _ in range(repeats):
+        for column, run in columns.items():
+            times[column].append(run())
+        times["raw"].append(raw())  # raw twice a round: it is the yardstick for warm
+    shutil.rmtree(work, ignore_errors=True)
+    os.environ.pop("SAVEDHUB_CACHE_DIR", None)
+    os.environ.pop("TFHUB_CACHE_DIR", None)
+    if os.environ.get("BENCH_VERBOSE"):
+        print({column: [round(v, 3) for v in values] for column, values in times.items()})
+    return {column: statistics.median(values) for column, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes-mb", default="5,200")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+
+
+    work = Path(tempfile.mkdtemp(prefix="bench_cache_"))
+    rows = []
+    try:
+        sizes = [float(s) for s in args.sizes_mb.split(",")]
+        for size in sizes:
+            name = f"m{int(size)}"
+            build_model(work / "src" / name, size)
+            pack(work / "src" / name, work / "hub" / name / "1")
+            extracted = work / "extracted" / name
+            with tarfile.open(work / "hub" / name / "1") as tar:
+                tar.extractall(extracted, filter="data")
+        client = httpx.Client()
+        with file_server(work / "hub") as base:
+            for size in sizes:
+                name = f"m{int(size)}"
+                archive_mb = (work / "hub" / name / "1").stat().st_size / 2**20
+                row: dict[str, object] = {
+                    "model": f"{size:g} MB",
+                    "archive": f"{archive_mb:.1f} MB",
+                }
+                row.update(
+                    measure(
+                        f"{base}/{name}/1",
+                        work / "extracted" / name,
+                        work / name,
+                        args.repeats,
+                        client,
+                    )
+                )
+                rows.append(row)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    seconds = ["transfer", "raw", "savedhub cold", "tfhub cold", "savedhub warm", "tfhub warm"]
+    print(f"\nmedian of {args.repeats} runs, seconds (loopback, http.server in its own process)")
+    header = f"{'model':>8} {'archive':>9} " + " ".join(f"{c:>13}" for c in seconds)
+    print(header)
+    for row in rows:
+        print(
+            f"{row['model']:>8} {row['archive']:>9} " + " ".join(f"{row[c]:13.3f}" for c in seconds)
+        )
+    print("\nratios (targets: cold/tfhub <= 1, cold/(transfer+raw) <= 1.25, warm/raw <= 1.05)")
+    print(
+        f"{'model':>8} {'cold/tfhub cold':>16} {'cold/(xfer+raw)':>16} "
+        f"{'warm/raw':>9} {'tfhub warm/raw':>15} {'tfhub cold/(xfer+raw)':>22}"
+    )
+    for row in rows:
+        base_cold = row["transfer"] + row["raw"]
+        print(
+            f"{row['model']:>8} {row['savedhub cold'] / row['tfhub cold']:16.2f} "
+            f"{row['savedhub cold'] / base_cold:16.2f} "
+            f"{row['savedhub warm'] / row['raw']:9.3f} "
+            f"{row['tfhub warm'] / row['raw']:15.3f} "
+            f"{row['tfhub cold'] / base_cold:22.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
