@@ -326,6 +326,12 @@ def test_uploads_that_are_not_safe_models_are_refused(hub: RunningHub, tmp_path:
     assert not (hub.root.parent / "escaped.txt").exists()
     no_model = _put(hub, "acme/bad/3", _tar({"notes.txt": b"hello"}))
     assert no_model.status_code == 422 and "saved_model.pb" in no_model.json()["error"]
+    nested = _put(hub, "acme/bad/5", _tar({"my_model/saved_model.pb": b"x"}))
+    assert nested.status_code == 422 and "'my_model'" in nested.json()["error"]
+    assert str(hub.root) not in nested.text  # the server's paths stay private
+    unreadable = _put(hub, "acme/bad/6", _tar({"saved_model.pb": b"not a protobuf"}))
+    assert unreadable.status_code == 422 and "acme/bad/6" in unreadable.json()["error"]
+    assert str(hub.root) not in unreadable.text
 
     tf.saved_model.save(tf.Module(), str(tmp_path / "nothing_to_call"))
     archive = pack(tmp_path / "nothing_to_call", tmp_path / "nothing.tar.gz", force=True)

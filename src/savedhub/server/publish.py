@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,6 @@ class ReceivedArchive:
     path: Path
     sha256: str
     size: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _finding_dict(finding: Any) -> dict[str, Any]:
@@ -55,6 +54,30 @@ def readme_summary(markdown: str) -> str:
         if text and not text.startswith(("#", "```", "|", "<", "!", "-", "*", ">", "[")):
             return text[:200]
     return ""
+
+
+def _require_saved_model_at_root(folder: Path, name: str) -> None:
+    """Refuse an archive without ``saved_model.pb`` at its root, saying what it holds
+    (names inside the archive only: the server's own paths stay private)."""
+    from savedhub.resolver import SAVED_MODEL_FILES
+
+    if any((folder / f).is_file() for f in SAVED_MODEL_FILES):
+        return
+    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    held = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:12]) or "nothing"
+    nested = [
+        p.name for p in entries if p.is_dir() and any((p / f).is_file() for f in SAVED_MODEL_FILES)
+    ]
+    hint = (
+        f"Its SavedModel is inside the folder {nested[0]!r}: pack that folder itself, so that "
+        "saved_model.pb is at the archive's root"
+        if nested
+        else "Pack a SavedModel folder"
+    )
+    raise UploadRejected(
+        f"The archive for {name} has no saved_model.pb at its root (it holds: {held}). "
+        f"{hint} (savedhub pack DIR OUT.tar.gz, or savedhub push DIR URL)."
+    )
 
 
 def _folder_size(folder: Path) -> tuple[int, int]:
@@ -71,8 +94,7 @@ def build_version(
         UploadRejected: the archive is unsafe, holds no SavedModel, or has lint errors.
     """
     from savedhub import archive
-    from savedhub.errors import NotAnArchiveError, NotASavedModelError, UnsafeArchiveError
-    from savedhub.resolver import check_saved_model_dir
+    from savedhub.errors import NotAnArchiveError, SavedhubError, UnsafeArchiveError
 
     folder = staging / layout.FOLDER
     name = f"{publisher}/{model}/{version}"
@@ -81,19 +103,18 @@ def build_version(
             archive.extract(f, folder, source=f"the upload for {name}")
     except (UnsafeArchiveError, NotAnArchiveError) as exc:
         raise UploadRejected(f"The archive for {name} was refused: {exc}") from exc
-    try:
-        check_saved_model_dir(folder, name)
-    except NotASavedModelError as exc:
-        raise UploadRejected(
-            f"The archive for {name} has no SavedModel at its root: {exc} "
-            "Pack the model folder itself (savedhub pack DIR OUT.tar.gz)."
-        ) from exc
+    _require_saved_model_at_root(folder, name)
 
     from savedhub.inspection import FORMAT_NAMES, inspect_dir
     from savedhub.linting import errors as lint_errors
     from savedhub.linting import lint
 
-    findings = lint(folder)
+    try:
+        findings = lint(folder)
+        described = inspect_dir(str(folder), name).to_dict()
+    except SavedhubError as exc:  # e.g. a saved_model.pb that does not parse
+        message = str(exc).replace(str(folder), name)  # keep the server's paths private
+        raise UploadRejected(f"{name} was refused: {message}") from exc
     errors = lint_errors(findings)
     if errors:
         raise UploadRejected(
@@ -101,7 +122,6 @@ def build_version(
             f"Fix them and check with `savedhub lint DIR` before pushing again.",
             [_finding_dict(f) for f in findings],
         )
-    described = inspect_dir(str(folder), name).to_dict()
     del described["path"]  # the server's staging folder: private, and gone after publishing
 
     shutil.move(received.path, staging / layout.ARCHIVE)
