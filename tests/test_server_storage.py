@@ -14,14 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 import savedhub
-from hubserver import free_port
 from savedhub.errors import PublishError
 from savedhub.packing import pack
 from savedhub.push import push
-from savedhub.server import FsspecStorage, LocalStorage, Storage, create_app
+from savedhub.server import FsspecStorage, LocalStorage, Storage, create_app, serving
 from savedhub.server.storage import VersionExistsError
 
 
@@ -107,22 +105,8 @@ def memory_hub() -> Iterator[tuple[str, FsspecStorage]]:
     """A hub whose models live only in fsspec's memory filesystem, served by uvicorn
     in this process (the memory filesystem is per process)."""
     storage = FsspecStorage(f"memory://hub-{uuid.uuid4().hex}")
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(storage, tokens=["mem-token"]), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", storage
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(storage, tokens=["mem-token"])) as url:
+        yield url, storage
 
 
 def test_a_hub_on_fsspec_storage_publishes_and_serves(

@@ -13,7 +13,15 @@ Example:
 from __future__ import annotations
 
 from savedhub.server.app import create_app
-from savedhub.server.run import serve
+from savedhub.server.run import serve, serving
 from savedhub.server.storage import FsspecStorage, LocalStorage, Storage, open_storage
 
-__all__ = ["FsspecStorage", "LocalStorage", "Storage", "create_app", "open_storage", "serve"]
+__all__ = [
+    "FsspecStorage",
+    "LocalStorage",
+    "Storage",
+    "create_app",
+    "open_storage",
+    "serve",
+    "serving",
+]

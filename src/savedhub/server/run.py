@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 from savedhub.server.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
 
@@ -54,3 +60,39 @@ def serve(
     app = create_app(root, tokens_file=tokens_file, max_upload_bytes=max_upload_bytes)
     print(startup_message(app, host, port), file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+@contextlib.contextmanager
+def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run an ASGI app (e.g. ``create_app(root)``) under uvicorn in a background thread
+    of this process, for notebooks, demos and tests; yields its base URL.
+
+    Example:
+        >>> with serving(create_app("/tmp/hub", tokens=["t"])) as url:  # doctest: +SKIP
+        ...     push("./my_model", f"{url}/acme/mul/1", token="t")
+
+    Raises:
+        RuntimeError: the server did not start within 30 seconds.
+    """
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name="savedhub-serving", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError(f"the hub did not start on {host}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
