@@ -254,6 +254,7 @@ class Download:
         self._hash = hashlib.sha256()
         self._received = 0
         self._partial_fd: int | None = None
+        self._fd_lock = threading.Lock()
         self._started = 0.0
 
     # -- opening ---------------------------------------------------------
@@ -418,7 +419,7 @@ class Download:
         self._hash.update(chunk)
         self._received += len(chunk)
         if not from_disk and self._partial_fd is not None:
-            os.write(self._partial_fd, chunk)
+            _write_all(self._partial_fd, chunk)
         if progress is not None:
             progress.update(len(chunk))
         return self._put(chunk)
@@ -447,6 +448,8 @@ class Download:
         finally:
             if progress is not None:
                 progress.close()
+            if self._cancel.is_set():
+                self._close_partial()
 
     def _stream_network(self, progress: Any) -> None:
         assert self.info is not None and self._client is not None
@@ -620,14 +623,22 @@ class Download:
         """Stop the background thread and release the connection and partial file."""
         self._cancel.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=5)
+        if self._thread is not None and self._thread.is_alive():
+            # Still blocked in a read of a stalled server: it closes the partial file
+            # itself when it wakes, so its fd number is never reused under it.
+            return
         if self._response is not None:
             self._response.close()
         if self._client is not None:
             self._client.close()
-        if self._partial_fd is not None:
-            os.close(self._partial_fd)
-            self._partial_fd = None
+        self._close_partial()
+
+    def _close_partial(self) -> None:
+        with self._fd_lock:
+            if self._partial_fd is not None:
+                os.close(self._partial_fd)
+                self._partial_fd = None
 
     def __enter__(self) -> Download:
         return self
@@ -639,6 +650,12 @@ class Download:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _short_label(label: str) -> str:
