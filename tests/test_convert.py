@@ -172,6 +172,14 @@ def test_moved_copy_loads_and_gives_same_outputs(minilm, minilm_path: str, tmp_p
         os.rename(hidden, original)
 
 
+def test_large_batches_give_the_same_vectors_in_the_same_order(minilm) -> None:  # noqa: ANN001
+    small = minilm(tf.constant(VARIED)).numpy()
+    order = np.random.default_rng(0).permutation(len(VARIED) * 4) % len(VARIED)
+    large = minilm(tf.constant([VARIED[i] for i in order])).numpy()  # 68 rows: sorted chunks
+    np.testing.assert_allclose(large, small[order], atol=2e-5)
+    assert minilm(tf.constant([], tf.string)).shape == (0, 384)
+
+
 def test_fine_tuned_weights_survive_re_export(minilm_path: str, tmp_path: Path) -> None:
     model = savedhub.load(minilm_path)  # a fresh copy: this test changes its weights
     texts = tf.constant(TABLE)

@@ -38,6 +38,7 @@ from savedhub.convert._source import BertSource, TokenizerSpec
 from savedhub.errors import UnsupportedSourceError
 
 STRINGS = tf.TensorSpec([None], tf.string, name="inputs")
+CHUNK = 32  # sentences encoded together; larger batches run as sorted chunks of this size
 
 
 class BertTokenizer(tf.train.Checkpoint):
@@ -304,11 +305,40 @@ class SentenceEncoder(tf.train.Checkpoint):
         total = tf.reduce_sum(states * weights, axis=1)
         return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1e-9)
 
-    def _embed(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
-        ids = self.tokenize(inputs)
+    def _embed_padded(self, ids: tf.RaggedTensor, training: bool) -> tf.Tensor:
+        """Pooled states of ``ids`` padded to its longest row."""
         dense = ids.to_tensor(default_value=tf.constant(self._pad_id, tf.int64))
         mask = tf.sequence_mask(ids.row_lengths(), tf.shape(dense)[1], dtype=tf.float32)
-        pooled = self._pool(self._encode(dense, mask, training), mask)
+        return self._pool(self._encode(dense, mask, training), mask)
+
+    def _embed_in_chunks(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """Sort by length, encode ``CHUNK`` rows at a time, restore the order.
+
+        As sentence-transformers does: sorting keeps padding small in mixed
+        batches, and chunks keep the activations in cache (at batch 256 this is
+        about 1.5x faster than one padded batch).
+        """
+        order = tf.argsort(ids.row_lengths(), stable=True)
+        ids = tf.gather(ids, order)
+        rows = tf.cast(ids.nrows(), tf.int32)
+        chunks = tf.TensorArray(tf.float32, size=(rows + CHUNK - 1) // CHUNK, infer_shape=False)
+        for i in tf.range(chunks.size()):
+            chunks = chunks.write(i, self._embed_padded(ids[i * CHUNK : (i + 1) * CHUNK], False))
+        pooled = tf.reshape(chunks.concat(), [rows, self._hidden])
+        return tf.gather(pooled, tf.argsort(order))
+
+    def _embed(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        ids = self.tokenize(inputs)
+        if training:
+            # One padded batch: differentiating a loop costs ~10 s of graph building on
+            # the first training step, and training batches are small anyway.
+            pooled = self._embed_padded(ids, training=True)
+        else:
+            pooled = tf.cond(
+                ids.nrows() <= CHUNK,
+                lambda: self._embed_padded(ids, training=False),
+                lambda: self._embed_in_chunks(ids),
+            )
         if self._normalize:
             pooled = pooled / tf.maximum(tf.norm(pooled, axis=-1, keepdims=True), 1e-12)
         return pooled
