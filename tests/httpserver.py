@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import ssl
 import threading
 import time
 import urllib.parse
@@ -195,13 +196,20 @@ class _Server(http.server.ThreadingHTTPServer):
 class HubServer:
     """A hub on 127.0.0.1:<free port>, started by ``start()`` or ``with``."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
+        """``tls``: (certificate file, key file) to serve https instead of http."""
         self.routes: dict[str, Resource] = {}
         self.requests: list[Request] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.hub = self
+        self.scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -209,7 +217,7 @@ class HubServer:
     @property
     def base(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def url(self, path: str) -> str:
         return self.base + path

@@ -475,3 +475,22 @@ def test_parse_size() -> None:
     assert cache.parse_size("123") == 123
     with pytest.raises(ValueError, match="not a size"):
         cache.parse_size("lots")
+
+
+def test_absl_flags_of_tensorflow_hub_keep_their_meaning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tensorflow_hub  # noqa: F401  (defines --tfhub_cache_dir and --tfhub_model_load_format)
+    from absl import flags
+
+    from savedhub import config
+
+    monkeypatch.delenv("SAVEDHUB_CACHE_DIR")
+    flags.FLAGS(
+        ["prog", f"--tfhub_cache_dir={tmp_path / 'absl'}", "--tfhub_model_load_format=UNCOMPRESSED"]
+    )
+    try:
+        assert cache.Cache().root == tmp_path / "absl"
+        assert config.model_load_format() == "UNCOMPRESSED"
+    finally:
+        flags.FLAGS.unparse_flags()

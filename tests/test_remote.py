@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -288,3 +289,42 @@ def test_full_disk_is_reported_clearly(
             assert cache.list_entries(tiny / "cache") == []
     finally:
         subprocess.run(["umount", str(tiny)], check=False)
+
+
+def test_certificates_are_checked_unless_disabled(
+    my_mul_archive: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a self-signed certificate")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with HubServer(tls=(cert, key)) as server:
+        server.add_model(MODEL, my_mul_archive)
+        with pytest.raises(hub.TransferError, match="TFHUB_DISABLE_CERT_VALIDATION") as caught:
+            hub.resolve(server.url(MODEL))
+        assert server.url(MODEL) in str(caught.value)
+        assert server.count(MODEL) == 0  # refused at the handshake, and not retried
+        monkeypatch.setenv("TFHUB_DISABLE_CERT_VALIDATION", "true")
+        _assert_multiplies(server.url(MODEL))

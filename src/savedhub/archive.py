@@ -142,8 +142,8 @@ class _Extractor:
             )
         if self.has_data_filter:
             try:
-                tarfile.data_filter(member, str(self.dest))  # type: ignore[attr-defined]
-            except tarfile.FilterError as exc:  # type: ignore[attr-defined]
+                tarfile.data_filter(member, str(self.dest))
+            except tarfile.FilterError as exc:
                 raise _unsafe(self.source, member.name, f"is refused by tarfile ({exc})") from exc
         return name
 
@@ -205,10 +205,8 @@ class _Extractor:
 
     def run(self, fileobj: Readable) -> ExtractResult:
         self.dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(
-            fileobj=fileobj,  # type: ignore[arg-type]
-            mode="r|*",
-            bufsize=_COPY_BYTES,
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=fileobj, mode="r|*", bufsize=_COPY_BYTES
         ) as tar:
             for member in tar:
                 name = self.check(member)

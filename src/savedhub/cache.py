@@ -635,8 +635,9 @@ class Cache:
             return None
         path = self.entry_path(key)
         manifest = self._manifest(key)
-        if manifest and isinstance(manifest.get("files"), dict) and state is EntryState.COMPLETE:
-            size = sum(int(v) for v in manifest["files"].values())  # type: ignore[union-attr]
+        files = manifest.get("files") if manifest else None
+        if isinstance(files, dict) and state is EntryState.COMPLETE:
+            size = sum(int(v) for v in files.values())
         else:
             size = sum(_walk_files(path)[0].values())
         stamp_file = self._sibling(key, MANIFEST_SUFFIX) if manifest else path
