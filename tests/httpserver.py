@@ -6,6 +6,9 @@ N bytes, stall, answer 500 a few times first, change its ETag between
 attempts, announce a wrong digest, go slowly. Every request is logged, so a
 test can assert what reached the server (how many downloads, which ranges).
 
+The ``hub_server`` fixture (a plugin of ``conftest.py``) gives each test a
+running hub, with quick retries so that tests of misbehaviour stay fast.
+
 Example:
     with HubServer() as hub:
         hub.add_model("/google/my_mul/1", archive_bytes)
@@ -22,7 +25,10 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import pytest
 
 
 @dataclass
@@ -281,3 +287,12 @@ class HubServer:
     def of(self, path: str) -> list[Request]:
         with self.lock:
             return [r for r in self.requests if r.path == path]
+
+
+@pytest.fixture()
+def hub_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """A running loopback hub; retries back off for 10 ms and reads time out after 5 s."""
+    monkeypatch.setenv("SAVEDHUB_HTTP_BACKOFF", "0.01")
+    monkeypatch.setenv("SAVEDHUB_HTTP_TIMEOUT", "5")
+    with HubServer() as hub:
+        yield hub

@@ -16,7 +16,6 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +31,6 @@ COMPRESSED = "tf-hub-format=compressed"
 PAD_BYTES = 1 << 20
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAVEDHUB_HTTP_BACKOFF", "0.01")
-    monkeypatch.setenv("SAVEDHUB_HTTP_TIMEOUT", "5")
-
-
 @pytest.fixture(scope="module")
 def padded_archive(my_mul_path: str) -> bytes:
     """my_mul plus 1 MiB of random asset bytes: big enough to interrupt mid-way."""
@@ -49,12 +42,6 @@ def padded_archive(my_mul_path: str) -> bytes:
         info.size = PAD_BYTES
         tar.addfile(info, io.BytesIO(os.urandom(PAD_BYTES)))
     return out.getvalue()
-
-
-@pytest.fixture()
-def server() -> Iterator[HubServer]:
-    with HubServer() as hub_server:
-        yield hub_server
 
 
 def _root() -> Path:
@@ -87,9 +74,9 @@ def _wait_for(condition, timeout: float = 20.0) -> None:  # noqa: ANN001
 # -- layout and manifest ------------------------------------------------------
 
 
-def test_entry_layout_and_manifest(server: HubServer, padded_archive: bytes) -> None:
-    server.add_model(MODEL, padded_archive)
-    url = server.url(MODEL)
+def test_entry_layout_and_manifest(hub_server: HubServer, padded_archive: bytes) -> None:
+    hub_server.add_model(MODEL, padded_archive)
+    url = hub_server.url(MODEL)
     path = Path(hub.resolve(url))
     root, key = _root(), _key(url)
     assert path == root / key
@@ -114,42 +101,44 @@ def test_entry_layout_and_manifest(server: HubServer, padded_archive: bytes) -> 
 
 
 def test_cache_filled_by_tensorflow_hub_is_used_without_a_request(
-    server: HubServer, padded_archive: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hub_server: HubServer, padded_archive: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tensorflow_hub
 
-    server.add_model(MODEL, padded_archive)
-    url = server.url(MODEL)
+    hub_server.add_model(MODEL, padded_archive)
+    url = hub_server.url(MODEL)
     monkeypatch.delenv("SAVEDHUB_CACHE_DIR")
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "tfhub"))
     theirs = tensorflow_hub.resolve(url)
-    assert server.count(MODEL, COMPRESSED) == 1
+    assert hub_server.count(MODEL, COMPRESSED) == 1
     assert not (tmp_path / "tfhub" / f"{_key(url)}.savedhub.json").exists()
 
     assert hub.resolve(url) == theirs
     _assert_multiplies(url)
-    assert len(server.requests) == 1
+    assert len(hub_server.requests) == 1
     (entry,) = cache.list_entries()
     assert entry.handle == url and entry.source == "tensorflow_hub"
     assert entry.state is cache.EntryState.COMPLETE
 
 
 def test_tensorflow_hub_uses_what_savedhub_installed(
-    server: HubServer, padded_archive: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hub_server: HubServer, padded_archive: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tensorflow_hub
 
-    server.add_model(MODEL, padded_archive)
+    hub_server.add_model(MODEL, padded_archive)
     monkeypatch.setenv("SAVEDHUB_CACHE_DIR", str(tmp_path / "shared"))
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "shared"))
-    ours = hub.resolve(server.url(MODEL))
-    assert tensorflow_hub.resolve(server.url(MODEL)) == ours
-    assert len(server.requests) == 1
+    ours = hub.resolve(hub_server.url(MODEL))
+    assert tensorflow_hub.resolve(hub_server.url(MODEL)) == ours
+    assert len(hub_server.requests) == 1
 
 
-def test_a_live_tensorflow_hub_lock_is_waited_for(server: HubServer, padded_archive: bytes) -> None:
-    server.add_model(MODEL, padded_archive)
-    url = server.url(MODEL)
+def test_a_live_tensorflow_hub_lock_is_waited_for(
+    hub_server: HubServer, padded_archive: bytes
+) -> None:
+    hub_server.add_model(MODEL, padded_archive)
+    url = hub_server.url(MODEL)
     _root().mkdir(parents=True)
     lock = _root() / f"{_key(url)}.lock"
     lock.write_text(f"{socket.gethostname()}.{os.getpid()}.0123abcd")  # a live holder
@@ -157,14 +146,14 @@ def test_a_live_tensorflow_hub_lock_is_waited_for(server: HubServer, padded_arch
     started = time.monotonic()
     hub.resolve(url)
     assert time.monotonic() - started >= 0.8
-    assert server.count(MODEL, COMPRESSED) == 1
+    assert hub_server.count(MODEL, COMPRESSED) == 1
 
 
 def test_a_dead_tensorflow_hub_lock_is_taken_over_at_once(
-    server: HubServer, padded_archive: bytes, caplog: pytest.LogCaptureFixture
+    hub_server: HubServer, padded_archive: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.add_model(MODEL, padded_archive)
-    url = server.url(MODEL)
+    hub_server.add_model(MODEL, padded_archive)
+    url = hub_server.url(MODEL)
     _root().mkdir(parents=True)
     lock = _root() / f"{_key(url)}.lock"
     lock.write_text(f"{socket.gethostname()}.{_dead_pid()}.0123abcd")
@@ -216,16 +205,16 @@ def _child(url: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def test_eight_processes_share_one_download(server: HubServer, padded_archive: bytes) -> None:
-    server.add_model(MODEL, padded_archive, delay_per_chunk=0.15)  # ~2.5 s on the wire
-    url = server.url(MODEL)
+def test_eight_processes_share_one_download(hub_server: HubServer, padded_archive: bytes) -> None:
+    hub_server.add_model(MODEL, padded_archive, delay_per_chunk=0.15)  # ~2.5 s on the wire
+    url = hub_server.url(MODEL)
     children = [_child(url) for _ in range(8)]
     results = [child.communicate(timeout=120) for child in children]
     for child, (_, err) in zip(children, results, strict=True):
         assert child.returncode == 0, err
     paths = {line.split(" ", 1)[1] for out, _ in results for line in out.splitlines()}
     assert paths == {str(_root() / _key(url))}
-    assert server.count(MODEL, COMPRESSED) == 1
+    assert hub_server.count(MODEL, COMPRESSED) == 1
     waited = [err for _, err in results if "Waiting for" in err]
     assert waited and all("is downloading" in err for err in waited)
     _assert_multiplies(url)
@@ -245,11 +234,11 @@ def _partial(url: str) -> Path:
 
 
 def test_killed_mid_transfer_resumes_where_it_stopped(
-    server: HubServer, padded_archive: bytes, monkeypatch: pytest.MonkeyPatch
+    hub_server: HubServer, padded_archive: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     half = len(padded_archive) // 2
-    server.add_model(MODEL, padded_archive, stall_at=half, stall_seconds=60)
-    url = server.url(MODEL)
+    hub_server.add_model(MODEL, padded_archive, stall_at=half, stall_seconds=60)
+    url = hub_server.url(MODEL)
     child = _child(url)
     _wait_for(lambda: _partial(url).exists() and _partial(url).stat().st_size >= half)
     holder = (_root() / f"{_key(url)}.lock").read_text()
@@ -259,7 +248,7 @@ def test_killed_mid_transfer_resumes_where_it_stopped(
     _no_entry_visible(url, monkeypatch)
 
     _assert_multiplies(url)
-    last = server.of(MODEL)[-1]
+    last = hub_server.of(MODEL)[-1]
     assert last.range == f"bytes={half}-" and last.status == 206
     assert last.body_bytes == len(padded_archive) - half
     assert list((_root() / ".savedhub-work").iterdir()) == []
@@ -268,10 +257,10 @@ def test_killed_mid_transfer_resumes_where_it_stopped(
 
 @pytest.mark.parametrize("stop_at", ["extract", "rename"])
 def test_killed_mid_extract_or_before_rename_reuses_the_downloaded_bytes(
-    server: HubServer, padded_archive: bytes, monkeypatch: pytest.MonkeyPatch, stop_at: str
+    hub_server: HubServer, padded_archive: bytes, monkeypatch: pytest.MonkeyPatch, stop_at: str
 ) -> None:
-    server.add_model(MODEL, padded_archive)
-    url = server.url(MODEL)
+    hub_server.add_model(MODEL, padded_archive)
+    url = hub_server.url(MODEL)
     child = _child(url, STOP_AT=stop_at)
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "STOPPED"
@@ -283,17 +272,17 @@ def test_killed_mid_extract_or_before_rename_reuses_the_downloaded_bytes(
     assert len(work) == 1 and str(child.pid) in work[0].name  # the dead process's folder
 
     _assert_multiplies(url)
-    last = server.of(MODEL)[-1]
+    last = hub_server.of(MODEL)[-1]
     assert last.status == 416 and last.body_bytes == 0  # everything came from the partial
-    assert server.count(MODEL, COMPRESSED) == 2
+    assert hub_server.count(MODEL, COMPRESSED) == 2
     assert list((_root() / ".savedhub-work").iterdir()) == []
 
 
 def test_waiters_log_whom_they_wait_for(
-    server: HubServer, padded_archive: bytes, caplog: pytest.LogCaptureFixture
+    hub_server: HubServer, padded_archive: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.add_model(MODEL, padded_archive)
-    url = server.url(MODEL)
+    hub_server.add_model(MODEL, padded_archive)
+    url = hub_server.url(MODEL)
     held = threading.Event()
 
     def hold() -> None:
@@ -312,10 +301,10 @@ def test_waiters_log_whom_they_wait_for(
 
 
 def test_lock_timeout_is_a_clear_error(
-    server: HubServer, padded_archive: bytes, monkeypatch: pytest.MonkeyPatch
+    hub_server: HubServer, padded_archive: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.add_model(MODEL, padded_archive)
-    url = server.url(MODEL)
+    hub_server.add_model(MODEL, padded_archive)
+    url = hub_server.url(MODEL)
     monkeypatch.setenv("SAVEDHUB_LOCK_TIMEOUT", "0.3")
     with (
         cache.Cache().entry_lock(_key(url), url),
@@ -323,17 +312,17 @@ def test_lock_timeout_is_a_clear_error(
     ):
         hub.resolve(url)
     assert caught.value.lock_path and caught.value.lock_path.endswith(".savedhub.lock")
-    assert len(server.requests) == 0
+    assert len(hub_server.requests) == 0
 
 
 # -- list, verify, prune, remove --------------------------------------------------
 
 
-def _install(server: HubServer, archive: bytes, *names: str) -> list[str]:
+def _install(hub_server: HubServer, archive: bytes, *names: str) -> list[str]:
     urls = []
     for name in names:
-        server.add_model(f"/google/{name}/1", archive)
-        urls.append(server.url(f"/google/{name}/1"))
+        hub_server.add_model(f"/google/{name}/1", archive)
+        urls.append(hub_server.url(f"/google/{name}/1"))
         hub.resolve(urls[-1])
     return urls
 
@@ -343,8 +332,8 @@ def _age(url: str, days: float) -> None:
     os.utime(_root() / f"{_key(url)}.savedhub.json", (stamp, stamp))
 
 
-def test_list_and_verify_entries(server: HubServer, padded_archive: bytes) -> None:
-    a, b = _install(server, padded_archive, "a", "b")
+def test_list_and_verify_entries(hub_server: HubServer, padded_archive: bytes) -> None:
+    a, b = _install(hub_server, padded_archive, "a", "b")
     entries = {e.handle: e for e in cache.list_entries()}
     assert set(entries) == {a, b}
     entry = entries[a]
@@ -362,16 +351,16 @@ def test_list_and_verify_entries(server: HubServer, padded_archive: bytes) -> No
     assert [e.handle for e in cache.list_entries()] == [a]
 
 
-def test_loading_marks_an_entry_used(server: HubServer, padded_archive: bytes) -> None:
-    (a,) = _install(server, padded_archive, "a")
+def test_loading_marks_an_entry_used(hub_server: HubServer, padded_archive: bytes) -> None:
+    (a,) = _install(hub_server, padded_archive, "a")
     _age(a, 30)
     hub.resolve(a)
     (entry,) = cache.list_entries()
     assert dt.datetime.now() - entry.last_used < dt.timedelta(minutes=1)
 
 
-def test_prune_by_age_with_dry_run_first(server: HubServer, padded_archive: bytes) -> None:
-    old, new = _install(server, padded_archive, "old", "new")
+def test_prune_by_age_with_dry_run_first(hub_server: HubServer, padded_archive: bytes) -> None:
+    old, new = _install(hub_server, padded_archive, "old", "new")
     _age(old, 40)
     preview = cache.prune(older_than=dt.timedelta(days=30), dry_run=True)
     assert [e.handle for e in preview.removed] == [old] and preview.dry_run
@@ -384,9 +373,9 @@ def test_prune_by_age_with_dry_run_first(server: HubServer, padded_archive: byte
 
 
 def test_prune_to_size_removes_least_recently_used_first(
-    server: HubServer, padded_archive: bytes
+    hub_server: HubServer, padded_archive: bytes
 ) -> None:
-    a, b, c = _install(server, padded_archive, "a", "b", "c")
+    a, b, c = _install(hub_server, padded_archive, "a", "b", "c")
     _age(a, 3)
     _age(b, 1)
     _age(c, 2)
@@ -396,16 +385,18 @@ def test_prune_to_size_removes_least_recently_used_first(
     assert [e.handle for e in cache.list_entries()] == [b]
 
 
-def test_prune_skips_an_entry_being_worked_on(server: HubServer, padded_archive: bytes) -> None:
-    (a,) = _install(server, padded_archive, "a")
+def test_prune_skips_an_entry_being_worked_on(hub_server: HubServer, padded_archive: bytes) -> None:
+    (a,) = _install(hub_server, padded_archive, "a")
     _age(a, 40)
     with cache.Cache().entry_lock(_key(a), a):
         assert cache.prune(older_than=0).removed == []
     assert [e.handle for e in cache.prune(older_than=0).removed] == [a]
 
 
-def test_prune_reaps_leftovers_of_dead_processes(server: HubServer, padded_archive: bytes) -> None:
-    (a,) = _install(server, padded_archive, "a")
+def test_prune_reaps_leftovers_of_dead_processes(
+    hub_server: HubServer, padded_archive: bytes
+) -> None:
+    (a,) = _install(hub_server, padded_archive, "a")
     root, host, key = _root(), socket.gethostname(), "f" * 40
     dead = root / ".savedhub-work" / f"{key}.{host}.{_dead_pid()}.abcd"
     alive = root / ".savedhub-work" / f"{key}.{host}.{os.getpid()}.abcd"
@@ -429,24 +420,24 @@ def test_prune_reaps_leftovers_of_dead_processes(server: HubServer, padded_archi
     assert [e.handle for e in cache.list_entries()] == [a]
 
 
-def test_remove_one_and_remove_all(server: HubServer, padded_archive: bytes) -> None:
-    a, b, c = _install(server, padded_archive, "a", "b", "c")
+def test_remove_one_and_remove_all(hub_server: HubServer, padded_archive: bytes) -> None:
+    a, b, c = _install(hub_server, padded_archive, "a", "b", "c")
     (removed,) = cache.remove(a)
     assert removed.handle == a and not removed.path.exists()
     assert cache.remove(a) == []
     assert [e.handle for e in cache.remove(_key(b))] == [b]  # by key, as `cache ls` shows
     hub.resolve(a)  # fetched again after removal
-    assert server.count("/google/a/1", COMPRESSED) == 2
+    assert hub_server.count("/google/a/1", COMPRESSED) == 2
     assert {e.handle for e in cache.remove_all()} == {a, c}
     assert cache.list_entries() == []
     assert sorted(p.name for p in _root().iterdir()) == [".savedhub-work", "CACHEDIR.TAG"]
 
 
 def test_removal_while_another_process_loads_keeps_the_cache_consistent(
-    server: HubServer, padded_archive: bytes
+    hub_server: HubServer, padded_archive: bytes
 ) -> None:
-    server.add_model(MODEL, padded_archive, delay_per_chunk=0.05)
-    url = server.url(MODEL)
+    hub_server.add_model(MODEL, padded_archive, delay_per_chunk=0.05)
+    url = hub_server.url(MODEL)
     hub.resolve(url)
     children = [_child(url) for _ in range(3)]
     for _ in range(5):

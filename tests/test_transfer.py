@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,6 @@ BODY = os.urandom(300_000)
 SHA = hashlib.sha256(BODY).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAVEDHUB_HTTP_BACKOFF", "0.01")
-    monkeypatch.setenv("SAVEDHUB_HTTP_TIMEOUT", "1")
-
-
-@pytest.fixture()
-def server() -> Iterator[HubServer]:
-    with HubServer() as hub_server:
-        yield hub_server
-
-
 def _download(url: str, partial: Path | None = None, **kw: object) -> tuple[bytes, str, Download]:
     with Download(url, partial, **kw) as body:  # type: ignore[arg-type]
         info = body.open()
@@ -41,83 +28,83 @@ def _download(url: str, partial: Path | None = None, **kw: object) -> tuple[byte
     return data, digest, body
 
 
-def test_plain_download_hashes_and_keeps_a_partial(server: HubServer, tmp_path: Path) -> None:
-    server.add_file("/m.tar.gz", BODY, digest="right")
-    data, digest, body = _download(server.url("/m.tar.gz"), tmp_path / "m.partial")
+def test_plain_download_hashes_and_keeps_a_partial(hub_server: HubServer, tmp_path: Path) -> None:
+    hub_server.add_file("/m.tar.gz", BODY, digest="right")
+    data, digest, body = _download(hub_server.url("/m.tar.gz"), tmp_path / "m.partial")
     assert data == BODY and digest == SHA
     assert body.info is not None and body.info.sha256 == SHA and body.info.size == len(BODY)
     assert (tmp_path / "m.partial").read_bytes() == BODY
 
 
-def test_cut_connection_resumes_with_range_and_if_range(server: HubServer) -> None:
-    server.add_file("/m.tar.gz", BODY, etag='"e1"', cut_at=100_000, digest="right")
-    data, digest, _ = _download(server.url("/m.tar.gz"))
+def test_cut_connection_resumes_with_range_and_if_range(hub_server: HubServer) -> None:
+    hub_server.add_file("/m.tar.gz", BODY, etag='"e1"', cut_at=100_000, digest="right")
+    data, digest, _ = _download(hub_server.url("/m.tar.gz"))
     assert data == BODY and digest == SHA
-    first, second = server.of("/m.tar.gz")
+    first, second = hub_server.of("/m.tar.gz")
     assert first.range is None and first.body_bytes == 100_000
     assert second.range == "bytes=100000-" and second.if_range == '"e1"'
     assert second.status == 206 and second.body_bytes == len(BODY) - 100_000
 
 
-def test_server_ignoring_range_with_same_version_skips_held_bytes(server: HubServer) -> None:
-    server.add_file("/m.tar.gz", BODY, cut_at=120_000, ranges=False)
-    data, digest, _ = _download(server.url("/m.tar.gz"))
+def test_server_ignoring_range_with_same_version_skips_held_bytes(hub_server: HubServer) -> None:
+    hub_server.add_file("/m.tar.gz", BODY, cut_at=120_000, ranges=False)
+    data, digest, _ = _download(hub_server.url("/m.tar.gz"))
     assert data == BODY and digest == SHA
-    assert [r.status for r in server.of("/m.tar.gz")] == [200, 200]
+    assert [r.status for r in hub_server.of("/m.tar.gz")] == [200, 200]
 
 
-def test_changed_etag_between_attempts_starts_over(server: HubServer) -> None:
+def test_changed_etag_between_attempts_starts_over(hub_server: HubServer) -> None:
     other = os.urandom(len(BODY))
-    server.add("/m.tar.gz", Resource([('"v1"', BODY), ('"v2"', other)], cut_at=50_000))
-    with Download(server.url("/m.tar.gz")) as body:
+    hub_server.add("/m.tar.gz", Resource([('"v1"', BODY), ('"v2"', other)], cut_at=50_000))
+    with Download(hub_server.url("/m.tar.gz")) as body:
         body.open()
         with pytest.raises(VersionChanged, match="changed on the server"):
             body.read()
 
 
-def test_500_then_200_is_retried(server: HubServer) -> None:
-    server.add_file("/m.tar.gz", BODY, fail_first=2)
-    data, _, _ = _download(server.url("/m.tar.gz"))
+def test_500_then_200_is_retried(hub_server: HubServer) -> None:
+    hub_server.add_file("/m.tar.gz", BODY, fail_first=2)
+    data, _, _ = _download(hub_server.url("/m.tar.gz"))
     assert data == BODY
-    assert [r.status for r in server.of("/m.tar.gz")] == [500, 500, 200]
+    assert [r.status for r in hub_server.of("/m.tar.gz")] == [500, 500, 200]
 
 
 def test_persistent_500_gives_up_after_the_retries(
-    server: HubServer, monkeypatch: pytest.MonkeyPatch
+    hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SAVEDHUB_HTTP_RETRIES", "2")
-    server.add_file("/m.tar.gz", BODY, fail_first=99)
+    hub_server.add_file("/m.tar.gz", BODY, fail_first=99)
     with pytest.raises(hub.TransferError, match="HTTP 500") as caught:
-        Download(server.url("/m.tar.gz")).open()
+        Download(hub_server.url("/m.tar.gz")).open()
     assert caught.value.status == 500
-    assert server.count("/m.tar.gz") == 3
+    assert hub_server.count("/m.tar.gz") == 3
 
 
-def test_404_is_not_retried(server: HubServer) -> None:
-    with Download(server.url("/missing.tar.gz")) as body:
+def test_404_is_not_retried(hub_server: HubServer) -> None:
+    with Download(hub_server.url("/missing.tar.gz")) as body:
         assert body.open().status == 404
-    assert server.count("/missing.tar.gz") == 1
+    assert hub_server.count("/missing.tar.gz") == 1
 
 
 def test_stalled_server_times_out_and_resumes(
-    server: HubServer, monkeypatch: pytest.MonkeyPatch
+    hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SAVEDHUB_HTTP_TIMEOUT", "0.3")
-    server.add_file("/m.tar.gz", BODY, stall_at=150_000, stall_seconds=30)
+    hub_server.add_file("/m.tar.gz", BODY, stall_at=150_000, stall_seconds=30)
     started = time.monotonic()
-    data, _, _ = _download(server.url("/m.tar.gz"))
+    data, _, _ = _download(hub_server.url("/m.tar.gz"))
     assert data == BODY
     assert time.monotonic() - started < 10
-    assert server.of("/m.tar.gz")[-1].range == "bytes=150000-"
+    assert hub_server.of("/m.tar.gz")[-1].range == "bytes=150000-"
 
 
 @pytest.mark.parametrize("old_header", [False, True])
 def test_wrong_digest_is_refused_and_the_partial_dropped(
-    server: HubServer, tmp_path: Path, old_header: bool
+    hub_server: HubServer, tmp_path: Path, old_header: bool
 ) -> None:
-    server.add_file("/m.tar.gz", BODY, digest="wrong", old_digest_header=old_header)
+    hub_server.add_file("/m.tar.gz", BODY, digest="wrong", old_digest_header=old_header)
     partial = tmp_path / "m.partial"
-    with Download(server.url("/m.tar.gz"), partial) as body:
+    with Download(hub_server.url("/m.tar.gz"), partial) as body:
         body.open()
         body.read()
         with pytest.raises(hub.IntegrityError, match="does not match its SHA-256"):
@@ -125,64 +112,65 @@ def test_wrong_digest_is_refused_and_the_partial_dropped(
     assert not partial.exists()
 
 
-def test_expected_digest_from_caller_wins(server: HubServer) -> None:
-    server.add_file("/m.tar.gz", BODY)
-    with Download(server.url("/m.tar.gz"), expected_sha256="0" * 64) as body:
+def test_expected_digest_from_caller_wins(hub_server: HubServer) -> None:
+    hub_server.add_file("/m.tar.gz", BODY)
+    with Download(hub_server.url("/m.tar.gz"), expected_sha256="0" * 64) as body:
         body.open()
         with pytest.raises(hub.IntegrityError):
             body.finish()
 
 
-def test_a_later_run_resumes_an_earlier_partial(server: HubServer, tmp_path: Path) -> None:
-    server.add_file("/m.tar.gz", BODY, etag='"e1"', stall_at=200_000, stall_seconds=30)
+def test_a_later_run_resumes_an_earlier_partial(hub_server: HubServer, tmp_path: Path) -> None:
+    hub_server.add_file("/m.tar.gz", BODY, etag='"e1"', stall_at=200_000, stall_seconds=30)
     partial = tmp_path / "m.partial"
-    with Download(server.url("/m.tar.gz"), partial) as first:
+    with Download(hub_server.url("/m.tar.gz"), partial) as first:
         first.open()
         got = 0
         while got < 200_000:
             got += len(first.read(65536))
     # The first run is gone (as if killed); its bytes stay on disk.
     assert partial.stat().st_size >= 200_000
-    data, digest, body = _download(server.url("/m.tar.gz"), partial)
+    data, digest, body = _download(hub_server.url("/m.tar.gz"), partial)
     assert data == BODY and digest == SHA
     assert body.info is not None and body.info.resumed_from >= 200_000
-    last = server.of("/m.tar.gz")[-1]
+    last = hub_server.of("/m.tar.gz")[-1]
     assert last.range == f"bytes={body.info.resumed_from}-" and last.if_range == '"e1"'
     assert last.body_bytes == len(BODY) - body.info.resumed_from
 
 
-def test_partial_of_a_changed_version_is_not_reused(server: HubServer, tmp_path: Path) -> None:
+def test_partial_of_a_changed_version_is_not_reused(hub_server: HubServer, tmp_path: Path) -> None:
     other = os.urandom(len(BODY))
-    server.add(
+    hub_server.add(
         "/m.tar.gz",
         Resource([('"v1"', BODY), ('"v2"', other)], stall_at=100_000, stall_seconds=30),
     )
     partial = tmp_path / "m.partial"
-    with Download(server.url("/m.tar.gz"), partial) as first:
+    with Download(hub_server.url("/m.tar.gz"), partial) as first:
         first.open()
         first.read(50_000)
-    data, digest, body = _download(server.url("/m.tar.gz"), partial)
+    data, digest, body = _download(hub_server.url("/m.tar.gz"), partial)
     assert data == other and digest == hashlib.sha256(other).hexdigest()
     assert body.info is not None and body.info.resumed_from == 0
 
 
-def test_complete_partial_needs_no_body(server: HubServer, tmp_path: Path) -> None:
-    server.add_file("/m.tar.gz", BODY, etag='"e1"')
+def test_complete_partial_needs_no_body(hub_server: HubServer, tmp_path: Path) -> None:
+    hub_server.add_file("/m.tar.gz", BODY, etag='"e1"')
     partial = tmp_path / "m.partial"
-    _download(server.url("/m.tar.gz"), partial)
-    data, digest, body = _download(server.url("/m.tar.gz"), partial)
+    _download(hub_server.url("/m.tar.gz"), partial)
+    data, digest, body = _download(hub_server.url("/m.tar.gz"), partial)
     assert data == BODY and digest == SHA
-    assert server.of("/m.tar.gz")[-1].status == 416
+    assert hub_server.of("/m.tar.gz")[-1].status == 416
 
 
-def test_chunked_body_without_length(server: HubServer) -> None:
-    server.add_file("/m.tar.gz", BODY, chunked=True)
-    data, _, body = _download(server.url("/m.tar.gz"))
+def test_chunked_body_without_length(hub_server: HubServer) -> None:
+    hub_server.add_file("/m.tar.gz", BODY, chunked=True)
+    data, _, body = _download(hub_server.url("/m.tar.gz"))
     assert data == BODY and body.info is not None and body.info.size is None
 
 
 def test_unreachable_server_names_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAVEDHUB_HTTP_RETRIES", "1")
+    monkeypatch.setenv("SAVEDHUB_HTTP_BACKOFF", "0.01")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -192,16 +180,16 @@ def test_unreachable_server_names_the_url(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_progress_bar_and_log_line(
-    server: HubServer,
+    hub_server: HubServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server.add_file("/m.tar.gz", BODY)
+    hub_server.add_file("/m.tar.gz", BODY)
     monkeypatch.delenv("SAVEDHUB_DISABLE_PROGRESS")
     monkeypatch.setenv("TFHUB_DOWNLOAD_PROGRESS", "1")
     with caplog.at_level(logging.INFO, logger="savedhub"):
-        _download(server.url("/m.tar.gz"))
+        _download(hub_server.url("/m.tar.gz"))
     assert "m.tar.gz" in capsys.readouterr().err  # tqdm's bar
     assert any(
         "Downloaded" in r.getMessage() and "300000 bytes" in r.getMessage() for r in caplog.records
@@ -209,9 +197,9 @@ def test_progress_bar_and_log_line(
 
 
 def test_quiet_without_terminal(
-    server: HubServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    hub_server: HubServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server.add_file("/m.tar.gz", BODY)
+    hub_server.add_file("/m.tar.gz", BODY)
     monkeypatch.delenv("SAVEDHUB_DISABLE_PROGRESS")
-    _download(server.url("/m.tar.gz"))  # captured stderr is not a terminal
+    _download(hub_server.url("/m.tar.gz"))  # captured stderr is not a terminal
     assert capsys.readouterr().err == ""
