@@ -254,6 +254,12 @@ def test_refuses_to_overwrite_a_non_empty_output(minilm_source: str, tmp_path: P
         convert(minilm_source, out)
     assert os.listdir(out) == ["keep.txt"]
     assert os.listdir(tmp_path) == ["out"]  # no work folder left behind
+    copy = _sentence_transformers_copy(minilm_source, tmp_path / "copy")
+    files = sorted(os.listdir(copy))
+    for overlapping in (copy, copy / "converted", tmp_path):
+        with pytest.raises(OutputExistsError, match="overlaps the source"):
+            convert(copy, overlapping, overwrite=True)
+    assert sorted(os.listdir(copy)) == files
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:

@@ -107,6 +107,14 @@ def convert(
     src_str = os.fspath(src)
     target = Path(os.path.abspath(os.fspath(out)))
     source = read_source(src_str)
+    real_src, real_out = Path(source.folder).resolve(), target.resolve()
+    if real_out == real_src or real_src in real_out.parents or real_out in real_src.parents:
+        raise OutputExistsError(
+            f"Cannot write the converted model to {str(target)!r}: it overlaps the source "
+            f"folder {source.folder!r}, which converting must leave intact. "
+            "Choose an output folder outside it.",
+            str(target),
+        )
     _check_output(target, overwrite)
     _require("tensorflow_text", "tensorflow-text", "text", src_str)
     _require("safetensors", "safetensors", "convert", src_str)
