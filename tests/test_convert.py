@@ -246,6 +246,21 @@ def test_unsupported_sources_are_refused_with_what_was_found(
     assert not (tmp_path / "out").exists()
 
 
+def test_folder_without_tokenizer_json_reads_the_same_tokenizer(
+    minilm_source: str, tmp_path: Path
+) -> None:
+    """Older sentence-transformers folders have only vocab.txt and tokenizer_config.json."""
+    from dataclasses import replace
+
+    from savedhub.convert import read_source
+
+    older = _sentence_transformers_copy(minilm_source, tmp_path / "older")
+    (older / "tokenizer.json").unlink()
+    expected = read_source(minilm_source).tokenizer
+    got = read_source(older).tokenizer
+    assert replace(got, vocab_file=expected.vocab_file) == expected
+
+
 def test_refuses_to_overwrite_a_non_empty_output(minilm_source: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
