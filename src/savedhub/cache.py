@@ -441,6 +441,8 @@ class Cache:
                 self._move_to_trash(key)  # a damaged entry: replace it
             self._write_manifest(key, handle.original, installed)
             self._write_descriptor(key, handle.original)
+            # No fsync of the model: should a power cut leave short files behind the
+            # rename, the manifest check on the next load sees it and fetches again.
             try:
                 os.rename(work, final)
             except OSError as exc:

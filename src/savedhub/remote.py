@@ -140,7 +140,7 @@ def _fetch(handle: Handle, work: Path, partial: Path) -> Installed:
         try:
             with body:
                 info = body.open()
-                if info.status >= 400 and info.status != 416:
+                if info.status >= 400 and not info.resumed_from:
                     body.discard_partial()
                     raise _status_error(handle, url, info.status)
                 _check_body(handle, url, info, body)

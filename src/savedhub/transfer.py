@@ -278,8 +278,10 @@ class Download:
         """Send the first request (resuming a partial file if one fits) and start streaming.
 
         Returns:
-            What the server said about the body. A 4xx answer is returned as
-            ``info.status`` without starting the stream; check it before reading.
+            What the server said about the body. An error answer (``status >= 400``
+            with ``resumed_from == 0``) is returned without starting the stream;
+            check it before reading. A 416 with ``resumed_from > 0`` means the
+            partial file already holds the whole body.
 
         Raises:
             TransferError: the server could not be reached or kept answering 5xx.
@@ -292,27 +294,26 @@ class Download:
         validator = state.etag or state.last_modified if state else None
         if state and have and validator:
             headers = {"Range": f"bytes={have}-", "If-Range": validator}
-        response = _send_with_retries(self._client, "GET", self.url, headers, stream=True)
-        status = response.status_code
-        if status >= 400 and status != 416:
+        first = _send_with_retries(self._client, "GET", self.url, headers, stream=True)
+        status = first.status_code
+        response: httpx.Response | None = first
+        resumed = 0
+        if status == 206 and state and self._content_range_start(first) == have:
+            resumed = have
+        elif status == 416 and state and self._content_range_total(first) == have:
+            resumed, response = have, None  # the partial file already holds everything
+            first.close()
+        elif status in (206, 416):
+            # A range we did not ask for, or a partial that no longer fits: start over.
+            first.close()
+            response = _send_with_retries(self._client, "GET", self.url, {}, stream=True)
+            status, state = response.status_code, None
+        else:
+            state = None
+        if response is not None and status >= 400:
             self._response = response
             self.info = self._info_from(response, None, 0)
             return self.info
-
-        resumed = 0
-        if status == 206 and state and self._content_range_start(response) == have:
-            resumed = have
-        elif status == 416 and state and self._content_range_total(response) == have:
-            resumed = have
-            response.close()
-            response = None  # type: ignore[assignment]
-        elif status in (206, 416):
-            # A range we did not ask for, or a partial that no longer fits: start over.
-            response.close()
-            response = _send_with_retries(self._client, "GET", self.url, {}, stream=True)
-            state = None
-        else:
-            state = None
 
         self._response = response
         if response is not None:
