@@ -17,7 +17,9 @@ HEAD is answered wherever GET is.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -276,6 +278,12 @@ def create_app(
         Route("/{publisher}/{model}", model_route, methods=read),
         Route("/{publisher}/{model}/{version}", version_route, methods=read),
     ]
-    app = Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(hub.inspector.close)
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub
     return app

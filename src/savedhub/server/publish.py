@@ -4,9 +4,10 @@ The upload is checked the way a client would use it: extracted safely into
 a staging folder (the archive module refuses escaping paths, links, devices
 and archive bombs), required to hold a SavedModel at its root, linted
 (errors refuse the upload and are returned to the publisher), and described
-(signatures, variables, sizes) into ``metadata.json``. The finished staging
-folder is then handed to :meth:`Storage.publish`, which makes it visible in
-one step.
+(signatures, variables, sizes) into ``metadata.json`` -- those two read the
+untrusted protos in the inspector's worker process, never in the server
+(:mod:`savedhub.server.inspector`). The finished staging folder is then
+handed to :meth:`Storage.publish`, which makes it visible in one step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from savedhub.server import storage as layout
+from savedhub.server.inspector import InspectionFailed, Inspector
 
 logger = logging.getLogger("savedhub")
 
@@ -41,10 +43,6 @@ class ReceivedArchive:
     path: Path
     sha256: str
     size: int
-
-
-def _finding_dict(finding: Any) -> dict[str, Any]:
-    return dict(finding.to_dict())
 
 
 def readme_summary(markdown: str) -> str:
@@ -86,15 +84,21 @@ def _folder_size(folder: Path) -> tuple[int, int]:
 
 
 def build_version(
-    received: ReceivedArchive, staging: Path, publisher: str, model: str, version: str
+    received: ReceivedArchive,
+    staging: Path,
+    publisher: str,
+    model: str,
+    version: str,
+    inspector: Inspector,
 ) -> dict[str, Any]:
     """Fill ``staging`` with the layout of one version and return its metadata.
 
     Raises:
-        UploadRejected: the archive is unsafe, holds no SavedModel, or has lint errors.
+        UploadRejected: the archive is unsafe, holds no SavedModel, does not parse,
+            or has lint errors.
     """
     from savedhub import archive
-    from savedhub.errors import NotAnArchiveError, SavedhubError, UnsafeArchiveError
+    from savedhub.errors import NotAnArchiveError, UnsafeArchiveError
 
     folder = staging / layout.FOLDER
     name = f"{publisher}/{model}/{version}"
@@ -104,25 +108,19 @@ def build_version(
     except (UnsafeArchiveError, NotAnArchiveError) as exc:
         raise UploadRejected(f"The archive for {name} was refused: {exc}") from exc
     _require_saved_model_at_root(folder, name)
-
-    from savedhub.inspection import FORMAT_NAMES, inspect_dir
-    from savedhub.linting import errors as lint_errors
-    from savedhub.linting import lint
-
     try:
-        findings = lint(folder)
-        described = inspect_dir(str(folder), name).to_dict()
-    except SavedhubError as exc:  # e.g. a saved_model.pb that does not parse
-        message = str(exc).replace(str(folder), name)  # keep the server's paths private
-        raise UploadRejected(f"{name} was refused: {message}") from exc
-    errors = lint_errors(findings)
+        inspected = inspector.inspect(str(folder), name)
+    except InspectionFailed as exc:
+        raise UploadRejected(f"{name} was refused: {exc}") from exc
+    findings = inspected["findings"]
+    errors = [f for f in findings if f.get("severity") == "error"]
     if errors:
         raise UploadRejected(
             f"{name} was refused: lint found {len(errors)} error(s). "
             f"Fix them and check with `savedhub lint DIR` before pushing again.",
-            [_finding_dict(f) for f in findings],
+            findings,
         )
-    del described["path"]  # the server's staging folder: private, and gone after publishing
+    described = inspected["info"]
 
     shutil.move(received.path, staging / layout.ARCHIVE)
     (staging / layout.DIGEST).write_text(f"{received.sha256}  {layout.ARCHIVE}\n")
@@ -140,9 +138,9 @@ def build_version(
         "extracted_size": extracted_bytes,
         "readme": readme.is_file(),
         "summary": readme_summary(readme.read_text("utf-8", "replace")) if readme.is_file() else "",
-        "warnings": [_finding_dict(f) for f in findings],
+        "warnings": findings,
         "info": described,
-        "format_name": FORMAT_NAMES.get(described["format"], described["format"]),
+        "format_name": described.pop("format_name"),
     }
     (staging / layout.METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
     logger.info("prepared %s (%d bytes, sha256 %s)", name, received.size, received.sha256)

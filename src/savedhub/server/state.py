@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from savedhub.server.auth import TokenRules
 from savedhub.server.catalog import Catalog
+from savedhub.server.inspector import Inspector
 from savedhub.server.storage import Storage
 
 
@@ -20,6 +21,7 @@ class Hub:
     rules: TokenRules
     max_upload_bytes: int
     in_flight: set[tuple[str, str, str]] = field(default_factory=set)
+    inspector: Inspector = field(default_factory=Inspector)
 
 
 def hub_of(request: Request) -> Hub:

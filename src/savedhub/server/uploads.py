@@ -115,7 +115,7 @@ async def upload(request: Request) -> Response:
         except _TooLarge:
             return too_large
         staging = Path(tempfile.mkdtemp(prefix="version-", dir=scratch))
-        metadata = await run_in_threadpool(build_version, received, staging, p, m, v)
+        metadata = await run_in_threadpool(build_version, received, staging, p, m, v, hub.inspector)
         await run_in_threadpool(hub.storage.publish, staging, p, m, v)
         staging = None
     except UploadRejected as exc:
