@@ -21,9 +21,7 @@ import importlib.resources
 import importlib.util
 import os
 import secrets
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,36 +65,13 @@ def minilm_source() -> str | None:
     return str(folder) if (folder / "modules.json").is_file() else None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_hub(root: Path, token: str) -> Iterator[str]:
-    """Serve ``root`` with uvicorn in a background thread; yields the base URL."""
-    import uvicorn
+    """``savedhub serve`` for ``root`` in a background thread; yields the base URL."""
+    from savedhub.server import create_app, serving
 
-    from savedhub.server.app import create_app
-
-    port = free_port()
-    app = create_app(root, tokens={token: None})
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the demo hub server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(root, tokens={token: None})) as base_url:
+        yield base_url
 
 
 def publish(model_dir: str, base_url: str, name: str, token: str) -> None:
