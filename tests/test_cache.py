@@ -220,6 +220,48 @@ def test_eight_processes_share_one_download(hub_server: HubServer, padded_archiv
     _assert_multiplies(url)
 
 
+def test_tensorflow_hub_waits_for_a_savedhub_download_in_progress(
+    hub_server: HubServer, padded_archive: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorflow_hub
+
+    hub_server.add_model(MODEL, padded_archive, delay_per_chunk=0.1)  # ~2 s on the wire
+    url = hub_server.url(MODEL)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", os.environ["SAVEDHUB_CACHE_DIR"])
+    child = _child(url)
+    _wait_for(lambda: (_root() / f"{_key(url)}.lock").exists())
+    theirs = tensorflow_hub.resolve(url)  # waits on the .lock savedhub holds
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert out.split("PATH ", 1)[1].strip() == theirs
+    assert hub_server.count(MODEL, COMPRESSED) == 1
+    (entry,) = cache.verify_entries()
+    assert entry.state is cache.EntryState.COMPLETE and entry.source == "savedhub"
+
+
+def test_savedhub_waits_for_a_tensorflow_hub_download_in_progress(
+    hub_server: HubServer, padded_archive: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorflow_hub
+
+    hub_server.add_model(MODEL, padded_archive, delay_per_chunk=0.1)
+    url = hub_server.url(MODEL)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", os.environ["SAVEDHUB_CACHE_DIR"])
+    theirs: list[str] = []
+    downloader = threading.Thread(target=lambda: theirs.append(tensorflow_hub.resolve(url)))
+    downloader.start()
+    _wait_for(lambda: (_root() / f"{_key(url)}.lock").exists())
+    child = _child(url)
+    out, err = child.communicate(timeout=60)
+    downloader.join()
+    assert child.returncode == 0, err
+    assert "which tensorflow_hub" in err  # it said whom it waited for
+    assert out.split("PATH ", 1)[1].strip() == theirs[0]
+    assert hub_server.count(MODEL, COMPRESSED) == 1
+    (entry,) = cache.verify_entries()
+    assert entry.state is cache.EntryState.COMPLETE and entry.source == "tensorflow_hub"
+
+
 def _no_entry_visible(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert cache.list_entries() == []
     assert not (_root() / _key(url)).exists()
@@ -409,14 +451,23 @@ def test_prune_reaps_leftovers_of_dead_processes(
     tfhub_tmp.mkdir()
     orphan_manifest = root / f"{key}.savedhub.json"
     orphan_manifest.write_text("{}")
+    half_written = [
+        root / f"{key}.lock.tmp{'0' * 32}",
+        root / f"{key}.savedhub.json.123.0a0b0c0d.tmp",
+    ]
+    for path in half_written:
+        path.write_text("x")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    fresh_tmp = root / f"{key}.descriptor.txt.124.0a0b0c0d.tmp"  # maybe being written now
+    fresh_tmp.write_text("x")
 
     preview = cache.prune(dry_run=True)
-    expected = {dead, trash, stale_lock, tfhub_tmp, orphan_manifest}
+    expected = {dead, trash, stale_lock, tfhub_tmp, orphan_manifest, *half_written}
     assert set(preview.reaped) == expected and all(p.exists() for p in expected)
     report = cache.prune()
     assert set(report.reaped) == expected and report.removed == []
     assert not any(p.exists() for p in expected)
-    assert alive.exists()  # a live process's work is left alone
+    assert alive.exists() and fresh_tmp.exists()  # a live process's work is left alone
     assert [e.handle for e in cache.list_entries()] == [a]
 
 

@@ -82,6 +82,9 @@ CACHEDIR_TAG = (
 )
 _KEY = re.compile(r"^[0-9a-f]{40}$")
 _TFHUB_TMP = re.compile(r"^([0-9a-f]{40})\.([0-9a-f]+)\.tmp$")
+# Half-written small files: tensorflow_hub's "<file>.tmp<uuid>", ours "<file>.<pid>.<hex>.tmp".
+_TMP_FILE = re.compile(r"^[0-9a-f]{40}\..*(\.tmp[0-9a-f]{32}|\.\d+\.[0-9a-f]{8}\.tmp)$")
+_TMP_FILE_GRACE_SECONDS = 60.0
 _GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")
 _SHARD = re.compile(r"^variables\.data-\d+-of-(\d+)$")
 _WAIT_LOG_SECONDS = 30.0
@@ -699,6 +702,10 @@ class Cache:
                     or self._tfhub_lock_is_stale(tmp.group(1), lock, holder)
                 ):
                     found.append(path)
+            elif _TMP_FILE.match(name) and path.is_file():
+                with contextlib.suppress(OSError):
+                    if time.time() - path.stat().st_mtime > _TMP_FILE_GRACE_SECONDS:
+                        found.append(path)
             elif name.endswith(TFHUB_LOCK_SUFFIX) and not name.endswith(LOCK_SUFFIX):
                 key = name[: -len(TFHUB_LOCK_SUFFIX)]
                 holder = self._read(path)
