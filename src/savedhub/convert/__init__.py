@@ -116,7 +116,7 @@ def convert(
             str(target),
         )
     _check_output(target, overwrite)
-    _require("tensorflow_text", "tensorflow-text", "text", src_str)
+    _require("tensorflow_text", "tensorflow-text", "convert", src_str)
     _require("safetensors", "safetensors", "convert", src_str)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.converting-", dir=target.parent))
