@@ -261,6 +261,20 @@ def test_folder_without_tokenizer_json_reads_the_same_tokenizer(
     assert replace(got, vocab_file=expected.vocab_file) == expected
 
 
+@pytest.mark.parametrize(
+    "module, package", [("tensorflow_text", "tensorflow-text"), ("safetensors", "safetensors")]
+)
+def test_converting_without_a_needed_package_says_what_to_install(
+    minilm_source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, package: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # importlib now reports it as not installed
+    with pytest.raises(savedhub.MissingOpError) as info:
+        convert(minilm_source, tmp_path / "out")
+    assert f"pip install {package}" in str(info.value) and "savedhub[convert]" in str(info.value)
+    assert info.value.package == package
+    assert os.listdir(tmp_path) == []
+
+
 def test_refuses_to_overwrite_a_non_empty_output(minilm_source: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
