@@ -40,6 +40,7 @@ import logging
 import os
 import queue
 import re
+import socket
 import ssl
 import threading
 import time
@@ -270,6 +271,7 @@ class Download:
         self._received = 0
         self._partial_fd: int | None = None
         self._fd_lock = threading.Lock()
+        self._live: httpx.Response | None = None  # the response the pump reads now
         self._started = 0.0
 
     # -- opening ---------------------------------------------------------
@@ -315,7 +317,7 @@ class Download:
             self.info = self._info_from(response, None, 0)
             return self.info
 
-        self._response = response
+        self._response = self._live = response
         if response is not None:
             new_state = _PartialState(
                 url=self.url,
@@ -494,6 +496,8 @@ class Download:
                 return
             except (httpx.TransportError, httpx.StreamError) as exc:
                 response.close()
+                if self._cancel.is_set():
+                    return  # close() cut the connection on purpose
                 if failures >= retries:
                     raise TransferError(
                         f"The download of {self.url} kept failing after {self._received} bytes "
@@ -509,6 +513,7 @@ class Download:
                 _backoff(failures)
                 failures += 1
             response, skip = self._reconnect()
+            self._live = response
 
     def _reconnect(self) -> tuple[httpx.Response | None, int]:
         assert self.info is not None and self._client is not None
@@ -638,7 +643,8 @@ class Download:
     def close(self) -> None:
         """Stop the background thread and release the connection and partial file."""
         self._cancel.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
+            _interrupt(self._live)
             self._thread.join(timeout=5)
         if self._thread is not None and self._thread.is_alive():
             # Still blocked in a read of a stalled server: it closes the partial file
@@ -666,6 +672,15 @@ class Download:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _interrupt(response: httpx.Response | None) -> None:
+    """Wake a thread blocked reading ``response`` (a stalled server) by shutting its socket."""
+    stream = response.extensions.get("network_stream") if response is not None else None
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _write_all(fd: int, data: bytes) -> None:
