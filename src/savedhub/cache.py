@@ -250,6 +250,8 @@ def _check_foreign(path: Path) -> str | None:
     """A plausibility check for a folder tensorflow_hub wrote (it keeps no manifest)."""
     try:
         names = os.listdir(path)
+    except FileNotFoundError:
+        return "the folder is gone"
     except NotADirectoryError:
         return "it is a file, not a folder"
     if not names:
