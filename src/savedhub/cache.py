@@ -677,8 +677,9 @@ class Cache:
         with self.entry_lock(key, entry.handle or key, blocking=blocking) as held:
             if not held:
                 return None
+            # The lock file stays: deleting a flock file others may be waiting on would
+            # let two processes hold "the" lock. prune() reaps it once it is unused.
             self._move_to_trash(key)
-            _unlink(self._sibling(key, LOCK_SUFFIX))
         return entry
 
     def leftovers(self) -> list[Path]:
