@@ -154,11 +154,15 @@ def _fetch(handle: Handle, work: Path, partial: Path) -> Installed:
                 files=result.files,
                 links=result.links,
             )
-        except VersionChanged:
+        except VersionChanged as exc:
             body.discard_partial()
             shutil.rmtree(work, ignore_errors=True)
             if attempt:
-                raise
+                raise TransferError(
+                    f"{url} changed on the server during two downloads in a row, so no "
+                    f"consistent copy of {handle.original!r} could be fetched. Try again later.",
+                    url,
+                ) from exc
             logger.warning("%s changed on the server during the download; starting over", url)
         except (NotAnArchiveError, UnsafeArchiveError, IntegrityError):
             body.discard_partial()  # resuming these bytes could only fail the same way
