@@ -235,6 +235,17 @@ def test_new_version_during_download_starts_over(hub_server: HubServer, my_mul_p
     assert [r.status for r in hub_server.of(MODEL)] == [200, 200, 200]
 
 
+def test_a_model_that_keeps_changing_gives_up_after_one_restart(hub_server: HubServer) -> None:
+    versions = [
+        (f'"v{i}"', tar_of(file_member("saved_model.pb", os.urandom(200_000)))) for i in range(4)
+    ]
+    hub_server.add(MODEL, Resource(versions, cut_at=100_000, cut_times=4), query=COMPRESSED)
+    with pytest.raises(hub.TransferError, match="changed on the server during two downloads"):
+        hub.resolve(hub_server.url(MODEL))
+    assert hub_server.count(MODEL) == 4
+    assert cache.list_entries() == []
+
+
 def test_server_errors_exhaust_retries_and_install_nothing(
     hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
