@@ -165,3 +165,38 @@ def test_extraction_reads_sequentially_once(my_mul_path: str, tmp_path: Path) ->
     result = archive.extract(reader, tmp_path / "out", source="stream")
     assert "saved_model.pb" in result.files
     assert os.path.isdir(tmp_path / "out" / "variables")
+
+
+def _plain_tar_of_folder(folder: str) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name in sorted(os.listdir(folder)):
+            tar.add(os.path.join(folder, name), arcname=name)
+    return out.getvalue()
+
+
+def test_concatenated_gzip_members_and_trailing_padding(my_mul_path: str, tmp_path: Path) -> None:
+    import gzip
+
+    plain = _plain_tar_of_folder(my_mul_path)
+    half = len(plain) // 2
+    data = gzip.compress(plain[:half]) + gzip.compress(plain[half:]) + bytes(4096)
+    result = _extract(data, tmp_path / "out")
+    assert (tmp_path / "out" / "saved_model.pb").read_bytes() == (
+        Path(my_mul_path) / "saved_model.pb"
+    ).read_bytes()
+    assert result.files["saved_model.pb"] == (Path(my_mul_path) / "saved_model.pb").stat().st_size
+
+
+def test_other_compressions_tarfile_reads_still_work(my_mul_path: str, tmp_path: Path) -> None:
+    import bz2
+
+    result = _extract(bz2.compress(_plain_tar_of_folder(my_mul_path)), tmp_path / "out")
+    assert "saved_model.pb" in result.files
+
+
+def test_corrupt_gzip_is_not_an_archive(my_mul_path: str, tmp_path: Path) -> None:
+    data = bytearray(pack_folder(my_mul_path))
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    with pytest.raises(hub.NotAnArchiveError):
+        _extract(bytes(data), tmp_path / "out")

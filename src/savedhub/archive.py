@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import tarfile
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,7 @@ from savedhub import config
 from savedhub.errors import CacheFullError, NotAnArchiveError, UnsafeArchiveError
 
 _COPY_BYTES = 1 << 20
+_INFLATED_CHUNKS = 16
 _GZIP_MAGIC = b"\x1f\x8b"
 _TAR_MAGIC_OFFSET = 257
 
@@ -203,10 +206,10 @@ class _Extractor:
         self.result.files[name] = size
         self.result.total_bytes += size
 
-    def run(self, fileobj: Readable) -> ExtractResult:
+    def run(self, fileobj: Readable, mode: str) -> ExtractResult:
         self.dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(  # type: ignore[call-overload]
-            fileobj=fileobj, mode="r|*", bufsize=_COPY_BYTES
+            fileobj=fileobj, mode=mode, bufsize=_COPY_BYTES
         ) as tar:
             for member in tar:
                 name = self.check(member)
@@ -241,8 +244,18 @@ def extract(fileobj: Readable | IO[bytes], dest: Path, *, source: str) -> Extrac
         NotAnArchiveError: the bytes are not a (complete) tar archive.
         CacheFullError: the disk filled up.
     """
+    first = b""
+    while len(first) < len(_GZIP_MAGIC) and (more := fileobj.read(_COPY_BYTES)):
+        first += more
+    stream: _Prefixed | _Inflating
+    if first.startswith(_GZIP_MAGIC):
+        stream = _Inflating(fileobj, first)
+    else:  # a plain tar, or another compression tarfile knows (bz2, xz)
+        stream = _Prefixed(fileobj, first)
     try:
-        return _Extractor(dest, source).run(fileobj)
+        result = _Extractor(dest, source).run(stream, stream.tar_mode)
+        stream.drain()
+        return result
     except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error) as exc:
         raise NotAnArchiveError(
             f"{source} is not a readable .tar.gz archive ({exc}). If it is cut short, try "
@@ -257,6 +270,112 @@ def extract(fileobj: Readable | IO[bytes], dest: Path, *, source: str) -> Extrac
         if exc.errno == errno.ENOSPC:
             raise disk_full(dest, exc) from exc
         raise
+    finally:
+        stream.stop()
+
+
+class _Prefixed:
+    """``fileobj`` with bytes already read from it put back in front."""
+
+    tar_mode = "r|*"
+
+    def __init__(self, fileobj: Readable, first: bytes) -> None:
+        self._fileobj = fileobj
+        self._first = first
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._first:
+            data = self._first if size < 0 else self._first[:size]
+            self._first = self._first[len(data) :]
+            return data
+        return self._fileobj.read(size)
+
+    def drain(self) -> None:
+        return None  # the caller reads what follows the archive (e.g. Download.finish)
+
+    def stop(self) -> None:
+        return None
+
+
+class _Inflating:
+    """The inflated bytes of a gzip stream, inflated by a thread of their own.
+
+    zlib lets go of the GIL while it inflates, so unpacking and writing files
+    (the reader's thread) overlap with inflating (this one) and with the
+    download (the network thread): a cold load costs about the slowest of the
+    three, not their sum. Output comes in bounded pieces through a bounded
+    queue, so a gzip bomb cannot fill memory before the size checks refuse it.
+    """
+
+    tar_mode = "r|"
+
+    def __init__(self, fileobj: Readable, first: bytes) -> None:
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(_INFLATED_CHUNKS)
+        self._cancel = threading.Event()
+        self._buffer = memoryview(b"")
+        self._done = False
+        self._thread = threading.Thread(
+            target=self._run, args=(fileobj, first), name="savedhub-inflate", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        while not self._cancel.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, fileobj: Readable, chunk: bytes) -> None:
+        try:
+            inflate: zlib._Decompress | None = zlib.decompressobj(wbits=31)
+            while chunk:
+                while chunk and inflate is not None:
+                    data = inflate.decompress(chunk, _COPY_BYTES)
+                    if data and not self._put(data):
+                        return
+                    chunk = inflate.unconsumed_tail
+                    if inflate.eof:
+                        # Concatenated gzip members continue; anything else after the
+                        # end (padding) is read, for the digest, but not unpacked.
+                        rest = inflate.unused_data
+                        chunk = rest if rest.startswith(_GZIP_MAGIC) else b""
+                        inflate = zlib.decompressobj(wbits=31) if chunk else None
+                chunk = fileobj.read(_COPY_BYTES)
+            if inflate is not None and not inflate.eof:
+                raise EOFError("the gzip stream ends before its end marker")
+            self._put(b"")
+        except BaseException as exc:  # handed to the reader, which raises it
+            self._put(exc)
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0:
+            parts = []
+            while part := self.read(_COPY_BYTES):
+                parts.append(part)
+            return b"".join(parts)
+        while not self._buffer and not self._done:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+            self._buffer = memoryview(item)
+        data = bytes(self._buffer[:size])
+        self._buffer = self._buffer[len(data) :]
+        return data
+
+    def drain(self) -> None:
+        """Inflate to the end (tar stops at its end marker; the stream goes on)."""
+        while self.read(_COPY_BYTES):
+            pass
+        self._thread.join()
+
+    def stop(self) -> None:
+        self._cancel.set()
 
 
 def disk_full(where: Path, exc: BaseException | None = None) -> CacheFullError:

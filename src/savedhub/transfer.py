@@ -594,7 +594,15 @@ class Download:
     def _fill(self) -> None:
         if self._thread is None:
             raise RuntimeError("Download.open() must be called before reading")
-        item = self._queue.get()
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self._cancel.is_set():  # closed under a reader in another thread
+                    raise TransferError(
+                        f"The download of {self.url} was closed.", self.url
+                    ) from None
         if isinstance(item, BaseException):
             self._done = True
             raise item
