@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import os
-import queue
 import tarfile
 import threading
 import zlib
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from savedhub import config
+from savedhub._pipe import BytePipe
 from savedhub.errors import CacheFullError, NotAnArchiveError, UnsafeArchiveError
 
 _COPY_BYTES = 1 << 20
@@ -310,23 +310,11 @@ class _Inflating:
     tar_mode = "r|"
 
     def __init__(self, fileobj: Readable, first: bytes) -> None:
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(_INFLATED_CHUNKS)
-        self._cancel = threading.Event()
-        self._buffer = memoryview(b"")
-        self._done = False
+        self._pipe = BytePipe(_INFLATED_CHUNKS, lambda: EOFError("extraction was stopped"))
         self._thread = threading.Thread(
             target=self._run, args=(fileobj, first), name="savedhub-inflate", daemon=True
         )
         self._thread.start()
-
-    def _put(self, item: bytes | BaseException) -> bool:
-        while not self._cancel.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def _run(self, fileobj: Readable, chunk: bytes) -> None:
         try:
@@ -334,7 +322,7 @@ class _Inflating:
             while chunk:
                 while chunk and inflate is not None:
                     data = inflate.decompress(chunk, _COPY_BYTES)
-                    if data and not self._put(data):
+                    if data and not self._pipe.send(data):
                         return
                     chunk = inflate.unconsumed_tail
                     if inflate.eof:
@@ -346,27 +334,12 @@ class _Inflating:
                 chunk = fileobj.read(_COPY_BYTES)
             if inflate is not None and not inflate.eof:
                 raise EOFError("the gzip stream ends before its end marker")
-            self._put(b"")
+            self._pipe.end()
         except BaseException as exc:  # handed to the reader, which raises it
-            self._put(exc)
+            self._pipe.send(exc)
 
     def read(self, size: int = -1, /) -> bytes:
-        if size < 0:
-            parts = []
-            while part := self.read(_COPY_BYTES):
-                parts.append(part)
-            return b"".join(parts)
-        while not self._buffer and not self._done:
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            if not item:
-                self._done = True
-            self._buffer = memoryview(item)
-        data = bytes(self._buffer[:size])
-        self._buffer = self._buffer[len(data) :]
-        return data
+        return self._pipe.read(size)
 
     def drain(self) -> None:
         """Inflate to the end (tar stops at its end marker; the stream goes on)."""
@@ -375,7 +348,7 @@ class _Inflating:
         self._thread.join()
 
     def stop(self) -> None:
-        self._cancel.set()
+        self._pipe.cancel()
 
 
 def disk_full(where: Path, exc: BaseException | None = None) -> CacheFullError:

@@ -4,7 +4,7 @@ A :class:`Download` is a read-only file object over the body of one URL. It is
 what :mod:`savedhub.archive` extracts from, so bytes are unpacked while they
 still arrive: a background thread pulls the body from the network, appends it
 to a *partial file* (so a later run can resume), hashes it and hands it to the
-reader through a small queue.
+reader through a bounded pipe (:mod:`savedhub._pipe`).
 
 * Connection errors, timeouts and 5xx answers are retried with exponential
   backoff (``SAVEDHUB_HTTP_RETRIES``, ``SAVEDHUB_HTTP_BACKOFF``); 4xx never.
@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import re
 import socket
 import ssl
@@ -53,13 +52,13 @@ from typing import Any
 import httpx
 
 from savedhub import config
+from savedhub._pipe import BytePipe
 from savedhub.errors import IntegrityError, TransferError
 
 logger = logging.getLogger("savedhub")
 
 CHUNK_BYTES = 1 << 20
 _QUEUE_CHUNKS = 32
-_EOF = b""
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
@@ -262,11 +261,11 @@ class Download:
         self.info: RemoteFile | None = None
         self._client: httpx.Client | None = None
         self._response: httpx.Response | None = None
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(_QUEUE_CHUNKS)
-        self._cancel = threading.Event()
+        self._pipe = BytePipe(
+            _QUEUE_CHUNKS, lambda: TransferError(f"The download of {url} was closed.", url)
+        )
+        self._cancel = self._pipe.cancelled
         self._thread: threading.Thread | None = None
-        self._buffer = memoryview(b"")
-        self._done = False
         self._hash = hashlib.sha256()
         self._received = 0
         self._partial_fd: int | None = None
@@ -424,15 +423,6 @@ class Download:
 
     # -- the background pump -------------------------------------------------
 
-    def _put(self, item: bytes | BaseException) -> bool:
-        while not self._cancel.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def _take(self, chunk: bytes, progress: Any, *, from_disk: bool = False) -> bool:
         self._hash.update(chunk)
         self._received += len(chunk)
@@ -440,7 +430,7 @@ class Download:
             _write_all(self._partial_fd, chunk)
         if progress is not None:
             progress.update(len(chunk))
-        return self._put(chunk)
+        return self._pipe.send(chunk)
 
     def _pump(self, resumed: int) -> None:
         progress = self._progress_bar()
@@ -460,9 +450,9 @@ class Download:
                         if not self._take(chunk, progress, from_disk=True):
                             return
             self._stream_network(progress)
-            self._put(_EOF)
+            self._pipe.end()
         except BaseException as exc:  # handed to the reader, which raises it
-            self._put(exc)
+            self._pipe.send(exc)
         finally:
             if progress is not None:
                 progress.close()
@@ -570,46 +560,17 @@ class Download:
         Raises:
             TransferError: the download failed for good (or VersionChanged).
         """
-        if size is None or size < 0:
-            parts = []
-            while chunk := self.read(CHUNK_BYTES):
-                parts.append(chunk)
-            return b"".join(parts)
-        while not self._buffer and not self._done:
-            self._fill()
-        data = bytes(self._buffer[:size])
-        self._buffer = self._buffer[len(data) :]
-        return data
+        self._check_open()
+        return self._pipe.read(-1 if size is None else size)
 
     def peek(self, size: int) -> bytes:
         """The next ``size`` bytes (fewer at the end) without consuming them."""
-        held = bytes(self._buffer)
-        while len(held) < size and not self._done:
-            self._buffer = memoryview(b"")
-            self._fill()
-            held += bytes(self._buffer)
-        self._buffer = memoryview(held)
-        return held[:size]
+        self._check_open()
+        return self._pipe.peek(size)
 
-    def _fill(self) -> None:
+    def _check_open(self) -> None:
         if self._thread is None:
             raise RuntimeError("Download.open() must be called before reading")
-        while True:
-            try:
-                item = self._queue.get(timeout=0.1)
-                break
-            except queue.Empty:
-                if self._cancel.is_set():  # closed under a reader in another thread
-                    raise TransferError(
-                        f"The download of {self.url} was closed.", self.url
-                    ) from None
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        if item == _EOF:
-            self._done = True
-            return
-        self._buffer = memoryview(item)
 
     def finish(self) -> str:
         """Read to the end, check the digest, and return the body's SHA-256 (hex).
@@ -650,7 +611,7 @@ class Download:
 
     def close(self) -> None:
         """Stop the background thread and release the connection and partial file."""
-        self._cancel.set()
+        self._pipe.cancel()
         if self._thread is not None and self._thread.is_alive():
             _interrupt(self._live)
             self._thread.join(timeout=5)
