@@ -421,28 +421,26 @@ def test_nested_inputs_and_dict_outputs(kr: SimpleNamespace, dict_model_path: st
 
 
 def test_dot_keras_file_carries_its_savedmodel_to_a_new_machine(
-    text_embedding_path: str, tmp_path
+    kr: SimpleNamespace, text_embedding_path: str, tmp_path
 ) -> None:
     import shutil
 
-    import keras
-
     source = tmp_path / "model_that_will_vanish"
     shutil.copytree(text_embedding_path, source)
-    embed = Keras3Layer(str(source), trainable=True)
-    model = keras.Sequential([embed, keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer="adam", loss="binary_crossentropy")
+    embed = kr.KerasLayer(str(source), trainable=True)
+    model = classifier(kr, embed)
     model.fit(texts(), LABELS, epochs=2, verbose=0)
-    np.save(tmp_path / "expected.npy", model.predict(texts(8), verbose=0))
+    np.save(tmp_path / "expected.npy", model.predict(tf.constant(SENTENCES), verbose=0))
     model.save(tmp_path / "classifier.keras")
     shutil.rmtree(source)  # the handle no longer resolves anywhere
 
     # A fresh process with an empty cache, as on another machine: only
     # `import savedhub` and Keras' own loader, in safe mode, no custom_objects.
     code = f"""
-        import numpy as np, tensorflow as tf, keras
+        import numpy as np, tensorflow as tf
         import savedhub
-        model = keras.models.load_model({str(tmp_path / "classifier.keras")!r})
+        import {kr.keras.__name__} as k
+        model = k.models.load_model({str(tmp_path / "classifier.keras")!r})
         x = tf.constant({SENTENCES!r})
         np.testing.assert_allclose(
             model.predict(x, verbose=0), np.load({str(tmp_path / "expected.npy")!r}), rtol=1e-5)

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from savedhub.errors import (
-    KerasLayerError,
-    ModelNotFoundError,
-    NotASavedModelError,
-    NotCachedError,
-    TransferError,
-)
-from savedhub.keras_layer import _keras_file
-from savedhub.keras_layer._common import HubCallable, as_tensor_input
+from savedhub.keras_layer._common import as_tensor_input
+from savedhub.keras_layer._layer_base import HubLayerBase
 
 
 @keras.saving.register_keras_serializable(package="savedhub")
-class KerasLayer(keras.layers.Layer):
+class KerasLayer(HubLayerBase, keras.layers.Layer):
     """Wraps a SavedModel as a Keras 3 layer, like ``tensorflow_hub.KerasLayer``.
 
     The layer calls the model's ``__call__`` (or a named signature, or the
@@ -49,37 +40,7 @@ class KerasLayer(keras.layers.Layer):
         >>> model = keras.Sequential([embed, keras.layers.Dense(1)])
     """
 
-    def __init__(
-        self,
-        handle: Any,
-        trainable: bool = False,
-        arguments: Mapping[str, Any] | None = None,
-        _sentinel: None = None,
-        tags: Sequence[str] | None = None,
-        signature: str | None = None,
-        signature_outputs_as_dict: bool | None = None,
-        output_key: str | None = None,
-        output_shape: Any = None,
-        load_options: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        if _sentinel is not None:
-            raise TypeError("KerasLayer takes handle, trainable and arguments positionally only.")
-        # Written by get_config: the fingerprint of the SavedModel that
-        # save_assets embeds in a .keras file (see _keras_file).
-        embedded = kwargs.pop("embedded_model", None)
-        self._hub = self._open(
-            handle,
-            embedded,
-            trainable=trainable,
-            arguments=arguments,
-            signature=signature,
-            signature_outputs_as_dict=signature_outputs_as_dict,
-            output_key=output_key,
-            output_shape=output_shape,
-            load_options=load_options,
-            tags=tags,
-        )
+    def _setup_layer(self, trainable: bool, **kwargs: Any) -> None:
         spec = self._hub.input_spec()
         # The dtype of non-float inputs (strings, token ids): Keras 3 builds a
         # Sequential's Input with the first layer's compute_dtype.
@@ -90,7 +51,7 @@ class KerasLayer(keras.layers.Layer):
             # Like Keras' own string/int preprocessing layers: the layer's dtype
             # is its input's, so no float autocasting touches it.
             kwargs.setdefault("dtype", self._hub_input_dtype)
-        super().__init__(trainable=trainable, **kwargs)
+        keras.layers.Layer.__init__(self, trainable=trainable, **kwargs)
         trainable_vars, frozen_vars = self._hub.variables()
         # Keras variables that alias (not copy) the loaded tf.Variables.
         self._hub_weights = [self._track_existing(v, trainable=True) for v in trainable_vars] + [
@@ -100,27 +61,6 @@ class KerasLayer(keras.layers.Layer):
         # when the containing model is exported with model.export().
         self._hub_object = self._hub.loaded
         self.built = True
-
-    @staticmethod
-    def _open(handle: Any, embedded: dict[str, Any] | None, **arguments: Any) -> HubCallable:
-        """Load by handle; when that fails for a layer rebuilt from a .keras
-        file, use the SavedModel embedded in that file."""
-        try:
-            return HubCallable(handle, **arguments)
-        except (ModelNotFoundError, NotASavedModelError, NotCachedError, TransferError) as exc:
-            key = (embedded or {}).get("fingerprint")
-            if not key:
-                raise
-            copy = _keras_file.stored_copy(key) or _keras_file.from_open_archive(key)
-            if copy is None:
-                raise KerasLayerError(
-                    f"KerasLayer({handle!r}) cannot load its model: {exc} It is not in the "
-                    "cache either. Load the .keras file that embeds it with "
-                    "keras.models.load_model(path), or make the handle reachable."
-                ) from exc
-        hub = HubCallable(copy, **arguments)
-        hub.handle = handle  # the config keeps naming the model, not our copy
-        return hub
 
     def _track_existing(self, variable: tf.Variable, trainable: bool) -> keras.Variable:
         wrapped = keras.Variable(
@@ -132,22 +72,6 @@ class KerasLayer(keras.layers.Layer):
         )
         self._track_variable(wrapped)
         return wrapped
-
-    @property
-    def trainable(self) -> bool:
-        return super().trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        hub = getattr(self, "_hub", None)
-        if hub is not None:
-            hub.check_trainable(bool(value))
-        keras.layers.Layer.trainable.fset(self, value)  # type: ignore[attr-defined]
-
-    @property
-    def resolved_object(self) -> Any:
-        """The object ``hub.load`` returned for this layer's handle."""
-        return self._hub.loaded
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         # Keras 3 only accepts tensors positionally; the original layer took
@@ -181,21 +105,3 @@ class KerasLayer(keras.layers.Layer):
         if self._hub_input_dtype is not None and isinstance(inputs, keras.KerasTensor):
             inputs = keras.KerasTensor(inputs.shape, dtype=self._hub_input_dtype)
         return keras.Operation.compute_output_spec(self, inputs, *args, **kwargs)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(self._hub.config())
-        if self._hub.path is not None:
-            config["embedded_model"] = {"fingerprint": _keras_file.fingerprint(self._hub.path)}
-        return config
-
-    def save_assets(self, dir_path: str) -> None:
-        """Embed the SavedModel in the .keras file, so the file loads anywhere."""
-        key = _keras_file.fingerprint(self._hub.path) if self._hub.path else None
-        if key:
-            _keras_file.copy_tree(
-                self._hub.path, os.path.join(dir_path, _keras_file.folder_name(key))
-            )
-
-    def load_assets(self, dir_path: str) -> None:
-        """Nothing to do: the model was loaded when the layer was rebuilt."""

@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
 import tf_keras
 
-from savedhub.keras_layer._common import HubCallable
+from savedhub.keras_layer._layer_base import HubLayerBase
 
 
 @tf_keras.saving.register_keras_serializable(package="savedhub")
-class KerasLayer(tf_keras.layers.Layer):
+class KerasLayer(HubLayerBase, tf_keras.layers.Layer):
     """Wraps a SavedModel as a ``tf_keras`` layer; same arguments and behaviour
     as the Keras 3 variant (``savedhub.keras_layer.Keras3Layer``)."""
 
-    def __init__(
-        self,
-        handle: Any,
-        trainable: bool = False,
-        arguments: Mapping[str, Any] | None = None,
-        _sentinel: None = None,
-        tags: Sequence[str] | None = None,
-        signature: str | None = None,
-        signature_outputs_as_dict: bool | None = None,
-        output_key: str | None = None,
-        output_shape: Any = None,
-        load_options: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        if _sentinel is not None:
-            raise TypeError("KerasLayer takes handle, trainable and arguments positionally only.")
-        self._hub = HubCallable(
-            handle,
-            trainable=trainable,
-            arguments=arguments,
-            signature=signature,
-            signature_outputs_as_dict=signature_outputs_as_dict,
-            output_key=output_key,
-            output_shape=output_shape,
-            load_options=load_options,
-            tags=tags,
-        )
-        super().__init__(trainable=trainable, **kwargs)
+    def _setup_layer(self, trainable: bool, **kwargs: Any) -> None:
+        tf_keras.layers.Layer.__init__(self, trainable=trainable, **kwargs)
         trainable_vars, frozen_vars = self._hub.variables()
         for variable in trainable_vars:
             self._track_existing(variable, trainable=True)
@@ -68,22 +41,6 @@ class KerasLayer(tf_keras.layers.Layer):
     def _loss_while_trainable(self, loss_fn: Any) -> Any:
         return lambda: loss_fn() if self.trainable else tf.constant(0.0)
 
-    @property
-    def trainable(self) -> bool:
-        return super().trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        hub = getattr(self, "_hub", None)
-        if hub is not None:
-            hub.check_trainable(bool(value))
-        tf_keras.layers.Layer.trainable.fset(self, value)  # type: ignore[attr-defined]
-
-    @property
-    def resolved_object(self) -> Any:
-        """The object ``hub.load`` returned for this layer's handle."""
-        return self._hub.loaded
-
     def call(self, inputs: Any, training: Any = None) -> Any:
         if not self.trainable:
             training = False
@@ -96,8 +53,3 @@ class KerasLayer(tf_keras.layers.Layer):
         if shape is not None:
             return tf.nest.map_structure(tf.TensorShape, shape, check_types=False)
         return super().compute_output_shape(input_shape)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(self._hub.config())
-        return config
