@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             if minilm:
                 handle = f"{PUBLIC_HUB}/{MINILM_MODEL}"
                 say(f"  on frozen all-MiniLM-L6-v2 embeddings ({handle})")
-                train_classifier(handle, args.epochs, trainable=False)
+                # Pretrained sentence embeddings need few epochs for this task.
+                train_classifier(handle, min(args.epochs, 4), trainable=False)
         finally:
             config.set_mirrors(None)
     say()
