@@ -28,6 +28,7 @@ logger = logging.getLogger("savedhub")
 
 INSPECT_TIMEOUT = 300.0
 IDLE_SECONDS = 600.0
+WORKER_COMMAND = "from savedhub.server.inspector import serve_requests; serve_requests()"
 
 
 class InspectionFailed(Exception):
@@ -85,7 +86,9 @@ class Inspector:
         if self._process is None or self._process.poll() is not None:
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "savedhub.server.inspector"],
+                # Not `-m savedhub.server.inspector`: the package imports this
+                # module first, and runpy then warns about running it twice.
+                [sys.executable, "-c", WORKER_COMMAND],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -137,14 +140,11 @@ def _inspect(folder: str, name: str) -> dict[str, Any]:
     return {"findings": findings, "info": info}
 
 
-def _serve_requests() -> None:
+def serve_requests() -> None:
+    """The worker's loop: answer JSON-line requests on stdin until it closes."""
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr  # whatever else prints must not corrupt the answers
     for line in sys.stdin:
         request = json.loads(line)
         answers.write(json.dumps(_inspect(request["folder"], request["name"])) + "\n")
         answers.flush()
-
-
-if __name__ == "__main__":
-    _serve_requests()
