@@ -149,6 +149,12 @@ def test_offline_loads_cached_and_refuses_the_rest(
     with pytest.raises(hub.NotCachedError, match="savedhub download") as caught:
         hub.resolve(hub_server.url("/google/other/1"))
     assert isinstance(caught.value, FileNotFoundError)
+    (Path(path) / "saved_model.pb").unlink()
+    with (
+        pytest.warns(hub.CacheWarning),
+        pytest.raises(hub.NotCachedError, match="is damaged .*saved_model.pb is missing"),
+    ):
+        hub.resolve(hub_server.url(MODEL))
     assert len(hub_server.requests) == 1
 
 

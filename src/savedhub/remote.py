@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 
 from savedhub import archive, config
-from savedhub.cache import Cache, Installed
+from savedhub.cache import Cache, Installed, keys_for
 from savedhub.errors import (
     CacheWarning,
     IntegrityError,
@@ -239,8 +239,14 @@ def resolve_remote(handle: Handle) -> str:
     if found is not None:
         return str(found)
     if config.offline():
+        problems = [p for key in keys_for(handle) if (p := cache.inspect(key)[1])]
+        state = (
+            f"is damaged in the cache at {cache.root} ({problems[0]})"
+            if problems
+            else f"is not in the cache at {cache.root}"
+        )
         raise NotCachedError(
-            f"{handle.original!r} is not in the cache at {cache.root}, and SAVEDHUB_OFFLINE=1 "
+            f"{handle.original!r} {state}, and SAVEDHUB_OFFLINE=1 "
             "forbids downloading it. Fetch it once with network access "
             f"(`savedhub download {handle.original}` or savedhub.resolve(...) without "
             "SAVEDHUB_OFFLINE), or point SAVEDHUB_CACHE_DIR at a cache that has it.",
