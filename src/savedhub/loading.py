@@ -6,6 +6,7 @@ This is the lowest module that imports TensorFlow.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -49,7 +50,7 @@ def resolve_for_loading(handle: str | os.PathLike[str]) -> str:
 
 def load(
     handle: str | os.PathLike[str],
-    tags: list[str] | set[str] | None = None,
+    tags: Sequence[str] | set[str] | None = None,
     options: tf.saved_model.LoadOptions | None = None,
 ) -> Any:
     """Resolve a handle and load the SavedModel, as ``tf.saved_model.load`` would.

@@ -268,7 +268,7 @@ class HubCallable:
                 f"Signature {self.signature!r} takes several inputs {names}: pass a dict "
                 "keyed by those names."
             )
-        return names[0]
+        return str(names[0])
 
     # -- variables and losses ------------------------------------------
 

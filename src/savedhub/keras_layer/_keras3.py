@@ -87,7 +87,7 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
     def _get_own_losses(self) -> list[Any]:
         # The SavedModel's regularization losses count while the layer is
         # trainable, wherever Keras collects losses (layer.losses, model.losses).
-        losses = super()._get_own_losses()
+        losses = list(super()._get_own_losses())
         if self.trainable:
             losses = losses + self._hub.regularization_losses()
         return losses

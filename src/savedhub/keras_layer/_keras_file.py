@@ -18,6 +18,7 @@ import sys
 import uuid
 import zipfile
 from pathlib import Path
+from types import FrameType
 
 import tensorflow as tf
 
@@ -67,7 +68,7 @@ def _open_archives() -> list[zipfile.ZipFile]:
     """``.keras`` archives being read further up the call stack (Keras keeps
     the open ZipFile in a local while it rebuilds layers from their config)."""
     found = []
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     for _ in range(_MAX_FRAMES):
         if frame is None:
             break
@@ -87,7 +88,9 @@ def _members(archive: zipfile.ZipFile, key: str) -> tuple[str, list[zipfile.ZipI
     return None
 
 
-def _extract(archive: zipfile.ZipFile, prefix: str, members: list[zipfile.ZipInfo], dest: Path):
+def _extract(
+    archive: zipfile.ZipFile, prefix: str, members: list[zipfile.ZipInfo], dest: Path
+) -> None:
     for info in members:
         relative = info.filename[len(prefix) :]
         parts = relative.split("/")

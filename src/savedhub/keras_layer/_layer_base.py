@@ -89,14 +89,14 @@ class HubLayerBase:
 
     @property
     def trainable(self) -> bool:
-        return super().trainable  # type: ignore[misc]
+        return bool(super().trainable)  # type: ignore[misc]
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
         hub = getattr(self, "_hub", None)  # unset while the Keras Layer initialises
         if hub is not None:
             hub.check_trainable(bool(value))
-        super(HubLayerBase, type(self)).trainable.fset(self, value)  # type: ignore[attr-defined]
+        super(HubLayerBase, type(self)).trainable.fset(self, value)  # type: ignore[misc]
 
     @property
     def resolved_object(self) -> Any:
