@@ -38,7 +38,9 @@ class Handle:
         kind: how it is resolved.
         location: the normalised path or URL, after mirror rewriting; what is read.
         cache_key: what names the cache entry: the normalised handle *before*
-            mirror rewriting, so changing a mirror does not refetch.
+            mirror rewriting, so changing a mirror does not refetch, in its
+            canonical spelling (:func:`canonical_model_url`), so each model is
+            one entry however it is written.
         mirrored: True when a mirror rewrote the location.
     """
 
