@@ -1,0 +1,145 @@
+"""Where a cache root keeps each entry's files, and whether an entry on disk is whole."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from savedhub import handles
+from savedhub.handles import Handle
+
+MANIFEST_SUFFIX = ".savedhub.json"
+LOCK_SUFFIX = ".savedhub.lock"
+OWNER_SUFFIX = ".savedhub.owner"
+TFHUB_LOCK_SUFFIX = ".lock"
+DESCRIPTOR_SUFFIX = ".descriptor.txt"
+WORK_DIR = ".savedhub-work"
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by savedhub.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+KEY = re.compile(r"^[0-9a-f]{40}$")
+_GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")
+_SHARD = re.compile(r"^variables\.data-\d+-of-(\d+)$")
+
+
+def key_for(text: str) -> str:
+    """The folder name of a cache key: SHA-1 of its UTF-8 bytes, as tensorflow_hub does."""
+    return hashlib.sha1(text.encode("utf8")).hexdigest()
+
+
+def keys_for(handle: Handle) -> list[str]:
+    """Folder names that may hold ``handle``: its canonical key first, then the
+    name tensorflow_hub gives the handle exactly as written."""
+    keys = [key_for(handle.cache_key)]
+    for alias in (handle.original, handles.normalise_url(handle.original)):
+        if handle.original.startswith(("http://", "https://")) and key_for(alias) not in keys:
+            keys.append(key_for(alias))
+    return keys
+
+
+class EntryState(enum.Enum):
+    """What a cache entry's check found."""
+
+    COMPLETE = "complete"  # every file in the manifest is present with its size
+    DAMAGED = "damaged"  # files missing or of the wrong size: will be fetched again
+
+
+def model_dir(entry_path: Path) -> Path:
+    """The SavedModel folder inside an entry: the entry itself, or its only
+    sub-folder holding a graph (archives packed with an extra top folder)."""
+    if any((entry_path / name).is_file() for name in _GRAPH_FILES):
+        return entry_path
+    subdirs = [p for p in entry_path.iterdir() if p.is_dir()]
+    if len(subdirs) == 1 and any((subdirs[0] / n).is_file() for n in _GRAPH_FILES):
+        return subdirs[0]
+    return entry_path
+
+
+def check_manifest(path: Path, manifest: dict[str, object]) -> str | None:
+    """What is wrong with the entry at ``path`` against its manifest, or None."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return "its manifest lists no files"
+    for rel, size in files.items():
+        try:
+            actual = os.stat(path / rel).st_size
+        except FileNotFoundError:
+            return f"the file {rel} is missing"
+        except NotADirectoryError:
+            return f"the file {rel} is missing"
+        if actual != size:
+            return f"the file {rel} has {actual} bytes where {size} were installed"
+    return None
+
+
+def check_foreign(path: Path) -> str | None:
+    """A plausibility check for a folder tensorflow_hub wrote (it keeps no manifest)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return "the folder is gone"
+    except NotADirectoryError:
+        return "it is a file, not a folder"
+    if not names:
+        return "the folder is empty"
+    root = model_dir(path)
+    if not any((root / name).is_file() for name in _GRAPH_FILES):
+        return "it has no saved_model.pb"
+    variables = root / "variables"
+    if (variables / "variables.index").is_file():
+        shards = [m for n in os.listdir(variables) if (m := _SHARD.match(n))]
+        if not shards:
+            return "variables/variables.index has no data shards beside it"
+        expected = int(shards[0].group(1))
+        if len(shards) != expected:
+            return f"variables/ has {len(shards)} of its {expected} data shards"
+    return None
+
+
+class Layout:
+    """The paths of one cache root, and what is found at them; takes no lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.work = self.root / WORK_DIR
+
+    def entry_path(self, key: str) -> Path:
+        return self.root / key
+
+    def sibling(self, key: str, suffix: str) -> Path:
+        """The file ``<root>/<key><suffix>`` beside an entry (manifest, locks, descriptor)."""
+        return self.root / f"{key}{suffix}"
+
+    def manifest(self, key: str) -> dict[str, object] | None:
+        """The entry's manifest, or None when it has none (or an unreadable one)."""
+        try:
+            data = json.loads(self.sibling(key, MANIFEST_SUFFIX).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def inspect(self, key: str) -> tuple[EntryState | None, str | None]:
+        """``(None, None)`` when there is no entry, else its state and problem."""
+        path = self.entry_path(key)
+        if not path.is_dir():
+            return None, None
+        manifest = self.manifest(key)
+        problem = check_manifest(path, manifest) if manifest else check_foreign(path)
+        return (EntryState.DAMAGED if problem else EntryState.COMPLETE), problem
+
+    def descriptor_handle(self, key: str) -> str | None:
+        """The handle named in tensorflow_hub's ``<key>.descriptor.txt``, if any."""
+        try:
+            text = self.sibling(key, DESCRIPTOR_SUFFIX).read_text(errors="replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("Module: "):
+                return line[len("Module: ") :].strip()
+        return None
