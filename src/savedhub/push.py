@@ -106,7 +106,7 @@ def _refusal(response: httpx.Response, url: str) -> PublishError:
 def _send(
     archive: Path, sha256: str, api_url: str, model_url: str, token: str | None
 ) -> PushResult:
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    from tqdm.auto import tqdm
 
     size = archive.stat().st_size
     headers = {

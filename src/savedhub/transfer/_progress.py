@@ -13,7 +13,7 @@ def progress_bar(total: int | None, label: str) -> Any:
     :func:`savedhub.config.show_progress` says no bar."""
     if not config.show_progress():
         return None
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    from tqdm.auto import tqdm
 
     return tqdm(
         total=total,
