@@ -378,11 +378,8 @@ class HubCallable:
         config: dict[str, Any] = {"handle": handle}
         if self.arguments:
             config["arguments"] = dict(self.arguments)
-        if (
-            self.signature
-            and not self.is_tf1_hub_module
-            or (self.is_tf1_hub_module and self.signature != "default")
-        ):
+        # A TF1 Hub module's "default" signature and output are implied.
+        if self.signature and not (self.is_tf1_hub_module and self.signature == "default"):
             config["signature"] = self.signature
         if self.signature_outputs_as_dict:
             config["signature_outputs_as_dict"] = True

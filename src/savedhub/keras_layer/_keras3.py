@@ -54,15 +54,13 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         keras.layers.Layer.__init__(self, trainable=trainable, **kwargs)
         trainable_vars, frozen_vars = self._hub.variables()
         # Keras variables that alias (not copy) the loaded tf.Variables.
-        self._hub_weights = [self._track_existing(v, trainable=True) for v in trainable_vars] + [
-            self._track_existing(v, trainable=False) for v in frozen_vars
-        ]
-        # Keeps the loaded object (its tables, assets, functions) reachable
-        # when the containing model is exported with model.export().
-        self._hub_object = self._hub.loaded
+        for variable in trainable_vars:
+            self._track_existing(variable, trainable=True)
+        for variable in frozen_vars:
+            self._track_existing(variable, trainable=False)
         self.built = True
 
-    def _track_existing(self, variable: tf.Variable, trainable: bool) -> keras.Variable:
+    def _track_existing(self, variable: tf.Variable, trainable: bool) -> None:
         wrapped = keras.Variable(
             initializer=variable,
             trainable=trainable,
@@ -71,7 +69,6 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
             name=variable.name.split(":")[0].replace("/", "_"),
         )
         self._track_variable(wrapped)
-        return wrapped
 
     def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
         # Keras 3 only accepts tensors positionally; the original layer took

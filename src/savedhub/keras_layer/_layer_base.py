@@ -61,6 +61,9 @@ class HubLayerBase:
             tags=tags,
         )
         self._setup_layer(trainable, **kwargs)
+        # A tracked attribute keeps the loaded object (its tables, assets and
+        # functions) reachable when the containing model is exported.
+        self._hub_object = self._hub.loaded
 
     def _setup_layer(self, trainable: bool, **kwargs: Any) -> None:
         """Initialise the Keras Layer and track the model's weights and losses."""

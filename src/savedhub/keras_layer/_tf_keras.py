@@ -26,8 +26,6 @@ class KerasLayer(HubLayerBase, tf_keras.layers.Layer):
             # A callable loss is evaluated whenever Keras collects losses, so it
             # follows later changes of layer.trainable.
             self.add_loss(self._loss_while_trainable(loss_fn))
-        # Keeps the loaded object reachable for tf.saved_model.save of the model.
-        self._hub_object = self._hub.loaded
 
     def _track_existing(self, variable: tf.Variable, trainable: bool) -> None:
         self.add_weight(
