@@ -144,7 +144,7 @@ def cold_start(src: str, work: Path) -> tuple[str, dict[str, dict[str, float]]]:
     env = dict(os.environ, SAVEDHUB_CACHE_DIR=str(work / "cache"), SAVEDHUB_DISABLE_PROGRESS="1")
     results["first load, folder"] = fresh_process_load(str(out), env)
 
-    from savedhub.push import push
+    from savedhub.publish.push import push
 
     token = "bench-token"
     (work / "tokens").write_text(token + "\n")

@@ -223,7 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     client_counts = [int(c) for c in args.clients.split(",")]
 
-    from savedhub.push import push
+    from savedhub.publish.push import push
 
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         work = Path(tmp)

@@ -262,9 +262,9 @@ def test_lint_refuses_what_is_not_a_saved_model(tmp_path: Path) -> None:
 
 
 def test_public_names_survive_importing_their_modules(my_mul_path: str) -> None:
-    import savedhub.inspection
-    import savedhub.linting
-    import savedhub.packing  # noqa: F401
+    import savedhub.publish.info
+    import savedhub.publish.lint
+    import savedhub.publish.pack  # noqa: F401
 
     assert callable(savedhub.lint) and callable(savedhub.info) and callable(savedhub.pack)
     assert savedhub.lint(my_mul_path) == []

@@ -150,17 +150,17 @@ def test_existing_archive_is_replaced(my_mul_path: str, tmp_path: Path) -> None:
 def test_failed_pack_keeps_the_old_archive_and_no_temp_file(
     my_mul_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import savedhub.packing
+    import savedhub.publish.pack
 
     out = tmp_path / "model.tar.gz"
     out.write_bytes(b"the previous release")
-    real = savedhub.packing.write_archive
+    real = savedhub.publish.pack.write_archive
 
     def fail_after_writing(*args: object) -> None:
         real(*args)  # type: ignore[arg-type]
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(savedhub.packing, "write_archive", fail_after_writing)
+    monkeypatch.setattr(savedhub.publish.pack, "write_archive", fail_after_writing)
     with pytest.raises(OSError, match="No space left"):
         savedhub.pack(my_mul_path, out)
     assert out.read_bytes() == b"the previous release"

@@ -24,8 +24,8 @@ import models
 import savedhub
 from hubserver import RunningHub, running_hub
 from savedhub.errors import PublishError
-from savedhub.packing import pack
-from savedhub.push import push
+from savedhub.publish.pack import pack
+from savedhub.publish.push import push
 
 ALL = "tok-all-publishers"
 ACME_ONLY = "tok-acme-only"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hubserver import RunningHub, running_hub
-from savedhub.push import push
+from savedhub.publish.push import push
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 TOKEN = "browser-test-token"

@@ -17,8 +17,8 @@ import pytest
 
 import savedhub
 from savedhub.errors import PublishError
-from savedhub.packing import pack
-from savedhub.push import push
+from savedhub.publish.pack import pack
+from savedhub.publish.push import push
 from savedhub.server import FsspecStorage, LocalStorage, Storage, create_app, serving
 from savedhub.server.storage import VersionExistsError
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from savedhub import _keras_registration
+from savedhub.client.resolver import resolve
 from savedhub.config import set_mirrors
 from savedhub.errors import (
     CacheFullError,
@@ -38,7 +39,6 @@ from savedhub.errors import (
     TransferError,
     UnsafeArchiveError,
 )
-from savedhub.resolver import resolve
 
 __version__ = "0.1.0"
 
@@ -68,20 +68,20 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from savedhub.inspection import info
+    from savedhub.client.loading import load
     from savedhub.keras_layer import KerasLayer
-    from savedhub.linting import lint
-    from savedhub.loading import load
-    from savedhub.packing import pack
+    from savedhub.publish.info import info
+    from savedhub.publish.lint import lint
+    from savedhub.publish.pack import pack
 
 _keras_registration.install()
 
 _LAZY = {
-    "load": "savedhub.loading",
+    "load": "savedhub.client.loading",
     "KerasLayer": "savedhub.keras_layer",
-    "info": "savedhub.inspection",
-    "lint": "savedhub.linting",
-    "pack": "savedhub.packing",
+    "info": "savedhub.publish.info",
+    "lint": "savedhub.publish.lint",
+    "pack": "savedhub.publish.pack",
 }
 
 

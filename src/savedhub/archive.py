@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from savedhub import config
-from savedhub._pipe import BytePipe
+from savedhub._io.pipe import BytePipe
 from savedhub.errors import CacheFullError, NotAnArchiveError, UnsafeArchiveError
 
 _COPY_BYTES = 1 << 20

@@ -113,7 +113,7 @@ _CACHE_DIR = arg(
     _JSON,
 )
 def _download(args: argparse.Namespace) -> int:
-    from savedhub.resolver import resolve
+    from savedhub.client.resolver import resolve
 
     if args.cache_dir:
         # Settings are read at call time; this process is the only reader.
@@ -130,7 +130,7 @@ def _download(args: argparse.Namespace) -> int:
     _JSON,
 )
 def _info(args: argparse.Namespace) -> int:
-    from savedhub.inspection import info
+    from savedhub.publish.info import info
 
     report = info(args.handle)
     _emit(args, report.to_dict(), str(report))
@@ -144,7 +144,7 @@ def _info(args: argparse.Namespace) -> int:
     _JSON,
 )
 def _lint(args: argparse.Namespace) -> int:
-    from savedhub.linting import ERROR, lint
+    from savedhub.publish.lint import ERROR, lint
 
     findings = lint(args.dir)
     errors = sum(1 for f in findings if f.severity == ERROR)
@@ -169,7 +169,7 @@ def _lint(args: argparse.Namespace) -> int:
     _JSON,
 )
 def _pack(args: argparse.Namespace) -> int:
-    from savedhub.packing import pack
+    from savedhub.publish.pack import pack
 
     result = pack(args.dir, args.out, force=args.force)
     data = {"path": result.path, "sha256": result.sha256, "size": result.size}
@@ -223,7 +223,7 @@ def _entry_row(entry: Any) -> dict[str, Any]:
 
 
 def _entries_table(entries: Sequence[Any], empty: str) -> str:
-    from savedhub.units import human_size
+    from savedhub._io.units import human_size
 
     if not entries:
         return empty
@@ -275,7 +275,7 @@ def _cache_verify(args: argparse.Namespace) -> int:
 
 
 def _duration(text: str) -> Any:
-    from savedhub.units import parse_duration
+    from savedhub._io.units import parse_duration
 
     return parse_duration(text)
 
@@ -300,8 +300,8 @@ _size.__name__ = "size"
     _JSON,
 )
 def _cache_prune(args: argparse.Namespace) -> int:
+    from savedhub._io.units import human_size
     from savedhub.cache import prune
-    from savedhub.units import human_size
 
     report = prune(args.older_than, args.max_size, args.dry_run, args.cache_dir)
     verb = "would remove" if report.dry_run else "removed"
@@ -365,7 +365,7 @@ def _serve(args: argparse.Namespace) -> int:
     _JSON,
 )
 def _push(args: argparse.Namespace) -> int:
-    from savedhub.push import push
+    from savedhub.publish.push import push
 
     result = push(args.src, args.url, token=args.token)
     data = {"url": result.url, "sha256": result.sha256, "size": result.size}

@@ -9,8 +9,8 @@ import os
 import re
 from pathlib import Path
 
-from savedhub import handles
-from savedhub.handles import Handle
+from savedhub.client import handles
+from savedhub.client.handles import Handle
 
 MANIFEST_SUFFIX = ".savedhub.json"
 LOCK_SUFFIX = ".savedhub.lock"

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from savedhub import config, handles
+from savedhub import config
 from savedhub.cache._disk import rmtree, unlink, walk_files
 from savedhub.cache._layout import (
     DESCRIPTOR_SUFFIX,
@@ -24,6 +24,7 @@ from savedhub.cache._layout import (
 )
 from savedhub.cache._locks import host, lock_free, pid_alive, read_text, tfhub_lock_is_stale
 from savedhub.cache._store import Cache
+from savedhub.client import handles
 
 _TFHUB_TMP = re.compile(r"^([0-9a-f]{40})\.([0-9a-f]+)\.tmp$")
 # Half-written small files: tensorflow_hub's "<file>.tmp<uuid>", ours "<file>.<pid>.<hex>.tmp".

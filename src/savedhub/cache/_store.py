@@ -29,8 +29,8 @@ from savedhub.cache._layout import (
     model_dir,
 )
 from savedhub.cache._locks import host
+from savedhub.client.handles import Handle
 from savedhub.errors import CacheWarning
-from savedhub.handles import Handle
 
 logger = logging.getLogger("savedhub")
 

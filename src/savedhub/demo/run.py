@@ -81,7 +81,7 @@ def publish(model_dir: str, base_url: str, name: str, token: str) -> None:
     if httpx.head(f"{base_url}/{name}?tf-hub-format=compressed").status_code == 200:
         say(f"  {name}: already on the hub")
         return
-    from savedhub.push import push
+    from savedhub.publish.push import push
 
     result = push(model_dir, f"{base_url}/{name}", token=token)
     say(f"  {name}: pushed {result.size / 1e6:.1f} MB, sha256 {result.sha256[:16]}…")

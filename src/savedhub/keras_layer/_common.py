@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from savedhub.client.loading import load, resolve_for_loading
 from savedhub.errors import KerasLayerError
-from savedhub.loading import load, resolve_for_loading
 
 # Endpoint that Keras 3's ``model.export()`` writes in place of ``__call__``.
 KERAS_EXPORT_ENDPOINT = "serve"

@@ -127,8 +127,8 @@ def _read_line(stream: IO[str], timeout: float) -> str:
 
 def _inspect(folder: str, name: str) -> dict[str, Any]:
     from savedhub.errors import SavedhubError
-    from savedhub.inspection import FORMAT_NAMES, inspect_dir
-    from savedhub.linting import lint
+    from savedhub.publish.info import FORMAT_NAMES, inspect_dir
+    from savedhub.publish.lint import lint
 
     try:
         findings = [f.to_dict() for f in lint(folder)]

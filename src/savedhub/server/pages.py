@@ -15,9 +15,9 @@ from typing import Any
 
 import jinja2
 
+from savedhub._io.units import human_size
 from savedhub.server.catalog import ModelSummary, Version
 from savedhub.server.names import latest as latest_version
-from savedhub.units import human_size
 
 _HERE = Path(__file__).parent
 STYLESHEET = (_HERE / "static" / "style.css").read_text()

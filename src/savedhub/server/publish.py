@@ -57,7 +57,7 @@ def readme_summary(markdown: str) -> str:
 def _require_saved_model_at_root(folder: Path, name: str) -> None:
     """Refuse an archive without ``saved_model.pb`` at its root, saying what it holds
     (names inside the archive only: the server's own paths stay private)."""
-    from savedhub.resolver import SAVED_MODEL_FILES
+    from savedhub.client.resolver import SAVED_MODEL_FILES
 
     if any((folder / f).is_file() for f in SAVED_MODEL_FILES):
         return

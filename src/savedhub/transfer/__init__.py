@@ -4,7 +4,7 @@ A :class:`Download` is a read-only file object over the body of one URL. It is
 what :mod:`savedhub.archive` extracts from, so bytes are unpacked while they
 still arrive: a background thread pulls the body from the network, appends it
 to a *partial file* (so a later run can resume), hashes it and hands it to the
-reader through a bounded pipe (:mod:`savedhub._pipe`).
+reader through a bounded pipe (:mod:`savedhub._io.pipe`).
 
 * Connection errors, timeouts and 5xx answers are retried with exponential
   backoff (``SAVEDHUB_HTTP_RETRIES``, ``SAVEDHUB_HTTP_BACKOFF``); 4xx never.

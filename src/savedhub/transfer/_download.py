@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from savedhub import config
-from savedhub._pipe import BytePipe
+from savedhub._io.pipe import BytePipe
 from savedhub.errors import IntegrityError, TransferError
 from savedhub.transfer import _partial as partial_file
 from savedhub.transfer._headers import (

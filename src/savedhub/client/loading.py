@@ -11,10 +11,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from savedhub import handles, ops
+from savedhub.client import handles, ops
+from savedhub.client.handles import HandleKind
+from savedhub.client.resolver import SAVED_MODEL_FILES, resolve_handle
 from savedhub.errors import ModelNotFoundError, NotASavedModelError
-from savedhub.handles import HandleKind
-from savedhub.resolver import SAVED_MODEL_FILES, resolve_handle
 
 TF1_HUB_MODULE_FILE = "tfhub_module.pb"
 

@@ -10,12 +10,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from savedhub import handles
-from savedhub.resolver import resolve_handle
-from savedhub.units import human_size
+from savedhub._io.units import human_size
+from savedhub.client import handles
+from savedhub.client.resolver import resolve_handle
 
 if TYPE_CHECKING:  # imported when called: it brings in TensorFlow
-    from savedhub.saved_model_file import SavedModelFile, TensorSpecInfo
+    from savedhub._savedmodel.protos import SavedModelFile, TensorSpecInfo
 
 FORMAT_NAMES = {
     "tf2": "TF2 SavedModel",
@@ -130,7 +130,7 @@ def _spec_bytes(spec: TensorSpecInfo) -> int:
 
 def _variables(model: SavedModelFile) -> tuple[int, int, int]:
     """(count, trainable count, bytes) of the model's variables."""
-    from savedhub.saved_model_file import TensorSpecInfo, dtype_name, shape_of
+    from savedhub._savedmodel.protos import TensorSpecInfo, dtype_name, shape_of
 
     if not model.has_object_graph:
         graph_variables = model.graph_variables()
@@ -162,7 +162,7 @@ def _listed(model: SavedModelFile, node_id: int | None) -> list[int] | None:
 
 def inspect_dir(path: str, handle: str | None = None) -> ModelInfo:
     """``info()`` for a folder already on hand (no handle resolution)."""
-    from savedhub.saved_model_file import SavedModelFile, tensor_info, walk_files
+    from savedhub._savedmodel.protos import SavedModelFile, tensor_info, walk_files
 
     model = SavedModelFile.read(path)
     signatures = [

@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from savedhub.resolver import check_saved_model_dir
+from savedhub.client.resolver import check_saved_model_dir
 
 if TYPE_CHECKING:  # the checks run on it; lint() imports it (and TensorFlow) when called
-    from savedhub.saved_model_file import SavedModelFile
+    from savedhub._savedmodel.protos import SavedModelFile
 
 ERROR = "error"
 WARNING = "warning"
@@ -325,7 +325,7 @@ def lint(path: str | os.PathLike[str]) -> list[Finding]:
         ModelNotFoundError, NotASavedModelError: ``path`` is not a SavedModel folder.
     """
     folder = str(check_saved_model_dir(path)) if "://" not in os.fspath(path) else os.fspath(path)
-    from savedhub.saved_model_file import SavedModelFile
+    from savedhub._savedmodel.protos import SavedModelFile
 
     model = SavedModelFile.read(folder)
     findings = [finding for check in CHECKS for finding in check(model)]

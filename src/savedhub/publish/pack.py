@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import IO
 
 from savedhub import config
+from savedhub.client.resolver import check_saved_model_dir
 from savedhub.errors import PackError
-from savedhub.resolver import check_saved_model_dir
 
 _COMPRESS_LEVEL = 6  # gzip's own default: most of level 9's ratio at a fraction of its time
 
@@ -155,7 +155,7 @@ def pack(
             str(root),
         )
     if not force:
-        from savedhub.linting import errors, lint
+        from savedhub.publish.lint import errors, lint
 
         found = errors(lint(root))
         if found:

@@ -1,7 +1,7 @@
 """Handle -> a local (or TensorFlow-readable) SavedModel directory.
 
 Local folders are used in place and checked; remote handles go through the
-cache (``savedhub.remote``); folders on TensorFlow's own filesystems
+cache (``savedhub.client.remote``); folders on TensorFlow's own filesystems
 (``gs://`` ...) are returned as they are and read in place by ``loading``.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from savedhub import handles
+from savedhub.client import handles
+from savedhub.client.handles import Handle, HandleKind
 from savedhub.errors import ModelNotFoundError, NotASavedModelError
-from savedhub.handles import Handle, HandleKind
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _LISTED = 12
@@ -92,7 +92,7 @@ def resolve_handle(handle: Handle) -> str:
         return str(check_saved_model_dir(handle.location, handle.original))
     if handle.kind is HandleKind.REMOTE_FS:
         return handle.location
-    from savedhub import remote  # the cache and HTTP stack, only when needed
+    from savedhub.client import remote  # the cache and HTTP stack, only when needed
 
     return remote.resolve_remote(handle)
 

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 
 from savedhub import config
+from savedhub.client.handles import ARCHIVE_SUFFIXES
 from savedhub.errors import IntegrityError, InvalidHandleError, PublishError, TransferError
-from savedhub.handles import ARCHIVE_SUFFIXES
 
 _CHUNK = 1 << 20
 _API_PREFIX = "api/models"
@@ -174,7 +174,7 @@ def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> Pus
     source = Path(src).expanduser()
     if source.is_file() and source.name.endswith(ARCHIVE_SUFFIXES):
         return _send(source, _sha256_of(source), api_url, model_url, token)
-    from savedhub.packing import pack
+    from savedhub.publish.pack import pack
 
     with tempfile.TemporaryDirectory(prefix="savedhub-push-") as tmp:
         packed = pack(source, Path(tmp) / "model.tar.gz")

@@ -17,7 +17,7 @@ The archive is extracted while it downloads (see :mod:`savedhub.transfer` and
 renames into place.
 
 Example:
-    >>> resolve_remote(savedhub.handles.parse("https://hub.example/google/my_mul/1"))
+    >>> resolve_remote(savedhub.client.handles.parse("https://hub.example/google/my_mul/1"))
     '/home/me/.cache/savedhub/3c5a...'
 """
 
@@ -32,6 +32,7 @@ from pathlib import Path
 
 from savedhub import archive, config
 from savedhub.cache import Cache, Installed, keys_for
+from savedhub.client.handles import Handle
 from savedhub.errors import (
     CacheWarning,
     IntegrityError,
@@ -41,7 +42,6 @@ from savedhub.errors import (
     TransferError,
     UnsafeArchiveError,
 )
-from savedhub.handles import Handle
 from savedhub.transfer import Download, RemoteFile, VersionChanged, fetch_text
 
 logger = logging.getLogger("savedhub")

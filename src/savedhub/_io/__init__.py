@@ -1,0 +1,5 @@
+"""Small I/O building blocks shared by the client, the publisher and the server.
+
+``pipe`` is a bounded, cancellable byte pipe between threads; ``units`` writes
+and reads byte sizes and durations.
+"""
