@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,6 +29,22 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from savedhub import config
 
     monkeypatch.setattr(config, "_mirrors_override", None)
+
+
+@pytest.fixture(params=["keras3", "tf_keras"])
+def kr(request: pytest.FixtureRequest) -> SimpleNamespace:
+    """The Keras under test (``kr.keras``) and its KerasLayer (``kr.KerasLayer``)."""
+    if request.param == "keras3":
+        import keras
+
+        from savedhub.keras_layer import Keras3Layer
+
+        return SimpleNamespace(name="keras3", keras=keras, KerasLayer=Keras3Layer)
+    import tf_keras
+
+    from savedhub.keras_layer import TFKerasLayer
+
+    return SimpleNamespace(name="tf_keras", keras=tf_keras, KerasLayer=TFKerasLayer)
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +118,9 @@ def minilm_path(model_root: Path, minilm_source: str) -> str:
     from savedhub.convert import convert
 
     return _build(model_root, "all-minilm-l6-v2", lambda out: convert(minilm_source, out))
+
+
+@pytest.fixture(scope="session")
+def token_id_path(model_root: Path) -> str:
+    """Token ids [batch, length] int32 (0 pads) -> [batch, 8]."""
+    return _build(model_root, "token_id_embedding", models.save_token_id_embedding)

@@ -132,3 +132,29 @@ class DictModel(tf.train.Checkpoint):
 def save_dict_model(export_dir: str) -> str:
     tf.saved_model.save(DictModel(), export_dir)
     return export_dir
+
+
+class TokenIdEmbedding(tf.train.Checkpoint):
+    """Token ids ``[batch, length]`` int32 -> ``[batch, 8]``: the mean of the
+    rows of non-padding ids (0 pads), through a projection."""
+
+    def __init__(self, vocabulary_size: int = 50, dim: int = 8) -> None:
+        super().__init__()
+        rng = tf.random.Generator.from_seed(5)
+        self.embeddings = tf.Variable(rng.normal([vocabulary_size, dim]), name="embeddings")
+        self.projection = tf.Variable(rng.normal([dim, dim], stddev=dim**-0.5), name="projection")
+        self.variables = [self.embeddings, self.projection]
+        self.trainable_variables = [self.embeddings, self.projection]
+        self.regularization_losses = []
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    def __call__(self, token_ids: tf.Tensor) -> tf.Tensor:
+        mask = tf.cast(tf.not_equal(token_ids, 0), tf.float32)[..., tf.newaxis]
+        rows = tf.nn.embedding_lookup(self.embeddings, token_ids) * mask
+        mean = tf.reduce_sum(rows, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+        return tf.matmul(mean, self.projection)
+
+
+def save_token_id_embedding(export_dir: str) -> str:
+    tf.saved_model.save(TokenIdEmbedding(), export_dir)
+    return export_dir

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from savedhub.client.loading import load, resolve_for_loading
 from savedhub.errors import KerasLayerError
+from savedhub.keras_layer._recording import gradients_can_flow_into, tapes_paused
 
 # Endpoint that Keras 3's ``model.export()`` writes in place of ``__call__``.
 KERAS_EXPORT_ENDPOINT = "serve"
@@ -85,6 +86,59 @@ def as_tensor_input(inputs: Any) -> Any:
     return inputs
 
 
+def pop_batch_input_shape(layer_kwargs: dict[str, Any]) -> tuple[int | None, ...] | None:
+    """Take the legacy input-shape arguments out of Layer kwargs.
+
+    ``input_shape`` (with an optional ``batch_size``), ``input_dim`` or
+    ``batch_input_shape``, as tf_keras layers take them; returns the batch
+    shape they describe, or None when none was given.
+    """
+    input_shape = layer_kwargs.pop("input_shape", None)
+    input_dim = layer_kwargs.pop("input_dim", None)
+    batch_input_shape = layer_kwargs.pop("batch_input_shape", None)
+    batch_size = layer_kwargs.pop("batch_size", None)
+    given = [
+        name
+        for name, value in (
+            ("input_shape", input_shape),
+            ("input_dim", input_dim),
+            ("batch_input_shape", batch_input_shape),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise KerasLayerError(
+            f"KerasLayer got {' and '.join(given)}: pass only one of input_shape, input_dim "
+            "and batch_input_shape."
+        )
+    if batch_input_shape is not None:
+        if batch_size is not None:
+            raise KerasLayerError(
+                "KerasLayer got batch_size and batch_input_shape: the batch size is the first "
+                "entry of batch_input_shape, so pass only batch_input_shape."
+            )
+        return _shape_tuple(batch_input_shape, "batch_input_shape")
+    if input_dim is not None:
+        input_shape = (input_dim,)
+    if input_shape is None:
+        if batch_size is not None:
+            raise KerasLayerError("KerasLayer got batch_size without input_shape.")
+        return None
+    return (batch_size, *_shape_tuple(input_shape, "input_shape"))
+
+
+def _shape_tuple(shape: Any, name: str) -> tuple[int | None, ...]:
+    if isinstance(shape, tf.TensorShape):
+        shape = shape.as_list()
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    if not isinstance(shape, (list, tuple)) or not all(
+        d is None or isinstance(d, (int, np.integer)) for d in shape
+    ):
+        raise KerasLayerError(f"{name} must be a tuple of ints or None, got {shape!r}.")
+    return tuple(None if d is None else int(d) for d in shape)
+
+
 def traced_call(fn: Any) -> Any:
     """The restored function behind a callable: a restored object keeps its
     ``__call__`` (with its traces) as an instance attribute."""
@@ -145,6 +199,8 @@ class HubCallable:
         self._check_arguments(trainable)
         self.function, self.uses_signature = self._pick_function()
         self.takes_training = (not self.uses_signature) and accepts_training(self.function)
+        # Whether any variable can be fine-tuned; if not, the layer is always frozen.
+        self.fine_tunable = bool(self.variables()[0])
         if self.output_key is not None and not self.uses_signature and not self._returns_dict():
             raise KerasLayerError(
                 f"output_key={self.output_key!r} picks one output of a dict, but "
@@ -296,9 +352,19 @@ class HubCallable:
 
     # -- calling --------------------------------------------------------
 
-    def call(self, inputs: Any, training: Any) -> Any:
-        """Call the chosen function; ``training`` is a bool, a bool tensor, or None."""
+    def call(self, inputs: Any, training: Any, frozen: bool = False) -> Any:
+        """Call the chosen function; ``training`` is a bool, a bool tensor, or None.
+
+        ``frozen`` (the layer is not trainable) lets the call skip gradient
+        recording when no gradient can flow through it (see ``_recording``).
+        """
         inputs = as_tensor_input(inputs)
+        frozen = frozen or not self.fine_tunable
+        with tapes_paused(frozen and not gradients_can_flow_into(inputs)):
+            result = self._call_function(inputs, training)
+        return self._apply_output_shape(inputs, self._pick_output(result))
+
+    def _call_function(self, inputs: Any, training: Any) -> Any:
         kwargs = dict(self.arguments)
         if self.uses_signature:
             if isinstance(inputs, Mapping):
@@ -314,7 +380,7 @@ class HubCallable:
                 lambda: self.function(inputs, training=True, **kwargs),
                 lambda: self.function(inputs, training=False, **kwargs),
             )
-        return self._apply_output_shape(inputs, self._pick_output(result))
+        return result
 
     def _pick_output(self, result: Any) -> Any:
         if self.signature_outputs_as_dict:

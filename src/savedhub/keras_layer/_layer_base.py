@@ -60,6 +60,13 @@ class HubLayerBase:
             load_options=load_options,
             tags=tags,
         )
+        spec = self._hub.input_spec()
+        if spec is not None:
+            # The layer's dtype is what the SavedModel takes (strings, token
+            # ids, float32), like Keras' own preprocessing layers: Sequential
+            # gives its Input that dtype, and no dtype policy (mixed_float16)
+            # casts the inputs into a dtype the traced function refuses.
+            kwargs.setdefault("dtype", spec.dtype.name)
         self._setup_layer(trainable, **kwargs)
         # A tracked attribute keeps the loaded object (its tables, assets and
         # functions) reachable when the containing model is exported.
