@@ -149,6 +149,8 @@ def frozen_training_worker(variant: str, path: str, steps: int) -> None:
     elif variant == "savedhub tf_keras":
         k, layer_class = tf_keras, TFKerasLayer
     else:
+        import tensorflow_text  # noqa: F401  (its ops, which tensorflow_hub does not load)
+
         k, layer_class = tf_keras, tensorflow_hub.KerasLayer
     sentences = [f"sentence number {i} about a movie that was fine" for i in range(64)]
     labels = np.array([i % 2 for i in range(64)], dtype="float32")

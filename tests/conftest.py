@@ -124,3 +124,33 @@ def minilm_path(model_root: Path, minilm_source: str) -> str:
 def token_id_path(model_root: Path) -> str:
     """Token ids [batch, length] int32 (0 pads) -> [batch, 8]."""
     return _build(model_root, "token_id_embedding", models.save_token_id_embedding)
+
+
+@pytest.fixture(scope="session")
+def image_feature_vector_path(model_root: Path) -> str:
+    """Images [b, 16, 16, 3] -> [b, 12]; batch_norm_momentum argument, BN statistics, L2 loss."""
+    return _build(model_root, "image_feature_vector", models.save_image_feature_vector)
+
+
+@pytest.fixture(scope="session")
+def image_classifier_path(model_root: Path) -> str:
+    """Images [b, 16, 16, 3] -> logits [b, 5]; otherwise as the feature vector."""
+    return _build(model_root, "image_classifier", models.save_image_classifier)
+
+
+@pytest.fixture(scope="session")
+def sentence_encoder_path(model_root: Path) -> str:
+    """USE-style: strings [b] -> unit vectors [b, 16]; no training argument."""
+    return _build(model_root, "sentence_encoder", models.save_sentence_encoder)
+
+
+@pytest.fixture(scope="session")
+def bert_preprocessor_path(model_root: Path) -> str:
+    """BERT preprocessor: tokenize (-> ragged), bert_pack_inputs(seq_length=128), __call__."""
+    return _build(model_root, "bert_preprocessor", models.save_bert_preprocessor)
+
+
+@pytest.fixture(scope="session")
+def bert_encoder_path(model_root: Path) -> str:
+    """BERT encoder: packed dict -> pooled_output, sequence_output, encoder_outputs, default."""
+    return _build(model_root, "bert_encoder", models.save_bert_encoder)

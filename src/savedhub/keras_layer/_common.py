@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from savedhub.client.loading import load, resolve_for_loading
+from savedhub.client.loading import function_origin, load, resolve_for_loading
 from savedhub.errors import KerasLayerError
 from savedhub.keras_layer._recording import gradients_can_flow_into, tapes_paused
 
@@ -175,6 +175,7 @@ class HubCallable:
         output_shape: Any,
         load_options: Any,
         tags: Sequence[str] | None,
+        loaded_attribute: str | None = None,
     ) -> None:
         if handle is None:
             raise KerasLayerError(
@@ -186,6 +187,12 @@ class HubCallable:
         self.output_shape = to_shapes(output_shape)
         # The folder the model was read from (None for an already loaded object).
         self.path: str | None = None
+        # For a function of a loaded object (``hub.load(url).tokenize``): the
+        # attribute's name, and the handle that object was loaded from.
+        self.loaded_attribute = loaded_attribute
+        self.origin_handle: str | None = None
+        # The object the function belongs to; it keeps the function's resources alive.
+        self.root: Any = None
         self.loaded = self._load(handle, load_options, tags)
         self.is_tf1_hub_module = bool(getattr(self.loaded, "_is_hub_module_v1", False))
 
@@ -213,7 +220,20 @@ class HubCallable:
     def _load(self, handle: Any, load_options: Any, tags: Sequence[str] | None) -> Any:
         if isinstance(handle, (str, os.PathLike)):
             self.path = resolve_for_loading(handle)
-            return load(self.path, tags=tags, options=load_options)
+            loaded = load(self.path, tags=tags, options=load_options)
+            if self.loaded_attribute is None:
+                return loaded
+            self.root = loaded
+            function = getattr(loaded, self.loaded_attribute, None)
+            if not callable(function):
+                raise KerasLayerError(
+                    f"The model {_describe(handle)} has no function {self.loaded_attribute!r} "
+                    "(the layer's config names it as loaded_attribute)."
+                )
+            return function
+        origin = function_origin(handle)
+        if origin is not None:
+            self.root, self.origin_handle, self.path, self.loaded_attribute = origin
         if tags is not None or load_options is not None:
             raise KerasLayerError(
                 "tags and load_options only apply when KerasLayer loads the model itself; "
@@ -431,7 +451,7 @@ class HubCallable:
 
     def config(self) -> dict[str, Any]:
         """The layer-specific part of get_config: everything needed to load it again."""
-        handle = self.handle
+        handle = self.origin_handle or self.handle
         if isinstance(handle, os.PathLike):
             handle = os.fspath(handle)
         if not isinstance(handle, str):
@@ -442,6 +462,8 @@ class HubCallable:
                 "get_config()."
             )
         config: dict[str, Any] = {"handle": handle}
+        if self.loaded_attribute is not None:
+            config["loaded_attribute"] = self.loaded_attribute
         if self.arguments:
             config["arguments"] = dict(self.arguments)
         # A TF1 Hub module's "default" signature and output are implied.

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from savedhub.keras_layer._common import as_tensor_input, pop_batch_input_shape
+from savedhub.keras_layer._keras3_tracing import trace_output_spec
 from savedhub.keras_layer._layer_base import HubLayerBase
 
 
@@ -119,4 +120,4 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         # with inputs of the dtype the SavedModel takes.
         if self._hub_input_dtype is not None and isinstance(inputs, keras.KerasTensor):
             inputs = keras.KerasTensor(inputs.shape, dtype=self._hub_input_dtype)
-        return keras.Operation.compute_output_spec(self, inputs, *args, **kwargs)
+        return trace_output_spec(self.call, inputs, *args, **kwargs)
