@@ -154,3 +154,9 @@ def bert_preprocessor_path(model_root: Path) -> str:
 def bert_encoder_path(model_root: Path) -> str:
     """BERT encoder: packed dict -> pooled_output, sequence_output, encoder_outputs, default."""
     return _build(model_root, "bert_encoder", models.save_bert_encoder)
+
+
+@pytest.fixture(scope="session")
+def bag_of_words_path(model_root: Path) -> str:
+    """Strings [b] -> tf.SparseTensor [b, 64] of hashed word counts."""
+    return _build(model_root, "bag_of_words", models.save_bag_of_words)

@@ -365,3 +365,19 @@ class BertEncoder(tf.train.Checkpoint):
 def save_bert_encoder(export_dir: str) -> str:
     tf.saved_model.save(BertEncoder(), export_dir)
     return export_dir
+
+
+class BagOfWords(tf.Module):
+    """Strings ``[batch]`` -> a ``tf.SparseTensor`` ``[batch, 64]`` of hashed word counts."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, text: tf.Tensor) -> tf.SparseTensor:
+        ids = tf.strings.to_hash_bucket_fast(tf.strings.split(text), 64)
+        indices = tf.stack([ids.value_rowids(), ids.flat_values], axis=1)
+        counts = tf.ones_like(ids.flat_values, tf.float32)
+        return tf.sparse.reorder(tf.SparseTensor(indices, counts, [ids.nrows(), 64]))
+
+
+def save_bag_of_words(export_dir: str) -> str:
+    tf.saved_model.save(BagOfWords(), export_dir)
+    return export_dir

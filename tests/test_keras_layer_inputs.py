@@ -193,3 +193,24 @@ def test_frozen_training_gives_the_same_numbers_as_a_recorded_call(
     assert paused_loss == recorded_loss
     for a, b in zip(paused_weights, recorded_weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keras3_fit_rejects_numpy_str_arrays_before_any_layer(text_embedding_path: str) -> None:
+    # A Keras limitation, pinned so the README's advice is revisited when Keras
+    # changes: Keras 3's data adapter refuses numpy `<U` arrays for any model
+    # ("Invalid dtype: str..."); object arrays, tf.constant and tf.data work.
+    import keras
+
+    from savedhub.keras_layer import Keras3Layer
+
+    model = keras.Sequential(
+        [Keras3Layer(text_embedding_path, input_shape=[]), keras.layers.Dense(1)]
+    )
+    model.compile(loss="mse")
+    texts = np.array(SENTENCES)
+    assert texts.dtype.kind == "U"
+    with pytest.raises(ValueError, match="Invalid dtype: str"):
+        model.fit(texts, LABELS, verbose=0)
+    model.fit(texts.astype(object), LABELS, verbose=0)
+    model.fit(tf.constant(texts), LABELS, verbose=0)
+    assert Keras3Layer(text_embedding_path)(texts).shape == (16, 32)  # a direct call converts

@@ -85,3 +85,25 @@ def test_ragged_keras_inputs_in_a_list(kr: SimpleNamespace, bert_preprocessor_pa
     np.testing.assert_array_equal(model(tokens).numpy(), expected.numpy())
     dataset = tf.data.Dataset.from_tensor_slices({"a": tokens[0], "b": tokens[1]}).batch(4)
     np.testing.assert_array_equal(model.predict(dataset, verbose=0), expected.numpy())
+
+
+def test_sparse_outputs_feed_dense_layers(
+    kr: SimpleNamespace, bag_of_words_path: str, tmp_path
+) -> None:
+    keras = kr.keras
+    text = keras.Input(shape=(), dtype=tf.string)
+    counts = kr.KerasLayer(bag_of_words_path)(text)
+    assert (
+        counts.sparse if kr.name == "keras3" else isinstance(counts.type_spec, tf.SparseTensorSpec)
+    )
+    assert tuple(counts.shape) == (None, 64)
+    model = keras.Model(text, keras.layers.Dense(1)(counts))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    history = model.fit(PAIRS["s1"], LABELS, epochs=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    path = str(tmp_path / "bag.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(
+        restored.predict(PAIRS["s1"], verbose=0), model.predict(PAIRS["s1"], verbose=0), rtol=1e-6
+    )
