@@ -274,3 +274,30 @@ def test_demo_hands_its_arguments_to_the_demo() -> None:
     else:
         assert done.returncode == 0, done.stderr
         assert "usage:" in done.stdout and "[argv" not in done.stdout
+
+
+def test_our_errors_are_one_line_and_debug_adds_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from savedhub.cli import main
+
+    monkeypatch.setenv("SAVEDHUB_HTTP_RETRIES", "lots")
+    url = "http://127.0.0.1:9/test/model/1"
+    assert main(["download", url]) == 3
+    assert "SAVEDHUB_HTTP_RETRIES='lots'" in one_line_error(capsys.readouterr().err)
+    assert main(["--debug", "download", url]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ConfigError" in err
+    assert err.strip().splitlines()[-1].startswith("savedhub: error: SAVEDHUB_HTTP_RETRIES=")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from savedhub.cli import main
+    from savedhub.client import resolver
+
+    def broken(handle: str, **options: object) -> str:
+        raise ValueError("a bug, not the user's mistake")
+
+    monkeypatch.setattr(resolver, "resolve", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["download", "/models/m"])

@@ -11,7 +11,10 @@ Exit codes:
        nothing to remove);
     2  the command line was wrong (argparse's usage errors);
     3  the operation could not be done (a savedhub error: no such model,
-       network failure, ...), printed as one ``savedhub: error: ...`` line;
+       network failure, ...; or the system refused a path: permission denied,
+       disk full), printed as one ``savedhub: error: ...`` line (``--debug``
+       prints its traceback first); any other exception is a bug and shows
+       its traceback;
     130  interrupted.
 
 Adding a subcommand takes one function and its decorator, nothing else::
@@ -37,6 +40,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -386,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'savedhub COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"savedhub {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of savedhub's own errors too"
+    )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, Any] = {}
     for cmd in COMMANDS:
@@ -420,14 +427,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = [*extra, *getattr(args, "argv", [])]
     try:
         return int(args.handler(args))
-    except (SavedhubError, OSError, ValueError) as exc:
-        # What users can act on: one line, no traceback. Bugs still show theirs.
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"savedhub: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+    except SavedhubError as exc:
+        return _report(exc, args.debug)
+    except OSError as exc:
+        if exc.errno is None:  # raised by code, not by the operating system: a bug
+            raise
+        # The system refused a path the user named (EACCES, ENOSPC, ...): theirs to fix.
+        return _report(exc, args.debug)
     except KeyboardInterrupt:
         print("savedhub: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    """Print an error users can act on as one line (with ``--debug``, its traceback first)."""
+    if debug:
+        traceback.print_exception(exc)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"savedhub: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from savedhub.convert._source import SUPPORTED, BertSource, read_source, sha256_of
-from savedhub.errors import MissingOpError, OutputExistsError
+from savedhub.errors import MissingPackageError, OutputExistsError
 
 __all__ = ["SUPPORTED", "BertSource", "convert", "read_source", "sha256_of"]
 
@@ -37,7 +37,7 @@ def _require(module: str, pip_name: str, extra: str, src: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingOpError(
+        raise MissingPackageError(
             f"Converting {src!r} needs the package {pip_name!r}, which is not installed. "
             f"Install it with: pip install {pip_name} (or pip install 'savedhub[{extra}]').",
             package=pip_name,
@@ -98,7 +98,7 @@ def convert(
         UnsupportedSourceError: ``src`` is not a model this converter supports;
             the message says what was found and what is supported.
         OutputExistsError: ``out`` is a file, or a non-empty folder without ``overwrite``.
-        MissingOpError: tensorflow-text or safetensors is not installed.
+        MissingPackageError: tensorflow-text or safetensors is not installed.
 
     Example:
         >>> convert("all-MiniLM-L6-v2", "minilm")

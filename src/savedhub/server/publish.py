@@ -22,18 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from savedhub.errors import InspectionFailed, UploadRejected
 from savedhub.server import storage as layout
-from savedhub.server.inspector import InspectionFailed, Inspector
+from savedhub.server.inspector import Inspector
 
 logger = logging.getLogger("savedhub")
-
-
-class UploadRejected(Exception):
-    """The upload is not a publishable model; ``findings`` say why (HTTP 422)."""
-
-    def __init__(self, message: str, findings: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.findings = findings or []
 
 
 @dataclass(frozen=True)

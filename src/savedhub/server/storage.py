@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
+from savedhub.errors import StorageError, VersionExistsError
 from savedhub.server.names import is_valid_name
 
 ARCHIVE = "model.tar.gz"
@@ -45,14 +46,6 @@ _CLAIM = "claim.json"
 _SCRATCH_MAX_AGE = 86400
 # Filesystems whose paths TensorFlow's own tf.io.gfile reads, so a client may load in place.
 _TF_READABLE_PROTOCOLS = ("gs", "gcs", "s3", "hdfs")
-
-
-class VersionExistsError(FileExistsError):
-    """The version is already published (versions are immutable)."""
-
-
-class StorageError(OSError):
-    """The storage backend failed (a disk or object-store error)."""
 
 
 def _segments(parts: tuple[str, ...]) -> tuple[str, ...]:
