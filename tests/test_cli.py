@@ -301,3 +301,17 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resolver, "resolve", broken)
     with pytest.raises(ValueError, match="a bug"):
         main(["download", "/models/m"])
+
+
+def test_cache_dir_option_leaves_the_environment_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from savedhub.cli import main
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"")
+    before = dict(os.environ)
+    assert main(["download", str(model), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
+    assert capsys.readouterr().out.strip() == str(model)
+    assert dict(os.environ) == before

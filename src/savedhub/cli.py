@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -119,10 +118,7 @@ _CACHE_DIR = arg(
 def _download(args: argparse.Namespace) -> int:
     from savedhub.client.resolver import resolve
 
-    if args.cache_dir:
-        # Settings are read at call time; this process is the only reader.
-        os.environ["SAVEDHUB_CACHE_DIR"] = args.cache_dir
-    path = resolve(args.handle)
+    path = resolve(args.handle, cache_dir=args.cache_dir)
     _emit(args, {"handle": args.handle, "path": path}, path)
     return EXIT_OK
 
@@ -131,12 +127,13 @@ def _download(args: argparse.Namespace) -> int:
     "info",
     "show a model's format, signatures, __call__, variables, assets and size",
     arg("handle", help="model URL, archive URL or path"),
+    _CACHE_DIR,
     _JSON,
 )
 def _info(args: argparse.Namespace) -> int:
     from savedhub.publish.info import info
 
-    report = info(args.handle)
+    report = info(args.handle, cache_dir=args.cache_dir)
     _emit(args, report.to_dict(), str(report))
     return EXIT_OK
 

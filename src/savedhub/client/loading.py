@@ -39,10 +39,12 @@ def _check_remote_folder(path: str, handle: object) -> None:
         )
 
 
-def resolve_for_loading(handle: str | os.PathLike[str]) -> str:
+def resolve_for_loading(
+    handle: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> str:
     """Resolve ``handle`` to a directory that ``tf.saved_model.load`` can read."""
     parsed = handles.parse(handle)
-    path = resolve_handle(parsed)
+    path = resolve_handle(parsed, cache_dir)
     if parsed.kind is HandleKind.REMOTE_FS or "://" in path:
         _check_remote_folder(path, parsed.original)
     return path
@@ -52,6 +54,8 @@ def load(
     handle: str | os.PathLike[str],
     tags: Sequence[str] | set[str] | None = None,
     options: tf.saved_model.LoadOptions | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Resolve a handle and load the SavedModel, as ``tf.saved_model.load`` would.
 
@@ -60,6 +64,8 @@ def load(
         tags: MetaGraph tags to load. ``None`` picks the model's default; for a
             legacy TF1 Hub format module that is the empty tag set.
         options: a ``tf.saved_model.LoadOptions``, passed through.
+        cache_dir: the cache root for this call (default: SAVEDHUB_CACHE_DIR,
+            TFHUB_CACHE_DIR, else the user's cache folder).
 
     Returns:
         The restored object: call it (``obj(x, training=False)``), use
@@ -69,7 +75,7 @@ def load(
         >>> obj = load("/models/my_mul")
         >>> obj(tf.constant([10.0, 20.0]))  # [20., 40.]
     """
-    path = resolve_for_loading(handle)
+    path = resolve_for_loading(handle, cache_dir)
     tf1_module = is_tf1_hub_module(path)
     if tags is None and tf1_module:
         tags = []

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import urllib.parse
@@ -217,11 +218,12 @@ def _resolve_uncompressed(handle: Handle, cache: Cache) -> str:
     return folder
 
 
-def resolve_remote(handle: Handle) -> str:
+def resolve_remote(handle: Handle, cache_dir: str | os.PathLike[str] | None = None) -> str:
     """The local folder (or in-place location) of an http(s) handle.
 
     A complete cache entry answers without any request; otherwise the model is
-    downloaded, extracted while it streams, verified and installed atomically.
+    downloaded, extracted while it streams, verified and installed atomically
+    into the cache at ``cache_dir`` (default: :func:`savedhub.config.cache_dir`).
 
     Raises:
         NotCachedError: offline and not cached.
@@ -232,7 +234,7 @@ def resolve_remote(handle: Handle) -> str:
         TransferError: the network or server failed (after retries).
         CacheFullError: the disk filled up.
     """
-    cache = Cache()
+    cache = Cache(cache_dir)
     if config.model_load_format() == "UNCOMPRESSED" and not handle.is_archive_url:
         return _resolve_uncompressed(handle, cache)
     found = cache.find(handle)

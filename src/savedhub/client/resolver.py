@@ -86,28 +86,37 @@ def check_saved_model_dir(path: str | os.PathLike[str], handle: object = None) -
     return path
 
 
-def resolve_handle(handle: Handle) -> str:
-    """The directory to hand to ``tf.saved_model.load`` for a parsed handle."""
+def resolve_handle(handle: Handle, cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """The directory to hand to ``tf.saved_model.load`` for a parsed handle
+    (remote ones cached under ``cache_dir``, else :func:`savedhub.config.cache_dir`)."""
     if handle.kind is HandleKind.LOCAL:
         return str(check_saved_model_dir(handle.location, handle.original))
     if handle.kind is HandleKind.REMOTE_FS:
         return handle.location
     from savedhub.client import remote  # the cache and HTTP stack, only when needed
 
-    return remote.resolve_remote(handle)
+    return remote.resolve_remote(handle, cache_dir)
 
 
-def resolve(handle: str | os.PathLike[str]) -> str:
+def resolve(
+    handle: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+) -> str:
     """Download (if needed) and cache a model, and return its local directory.
 
     Local folders are returned as they are; remote handles are fetched into
     the cache once and then served from it.
 
+    Args:
+        handle: a folder path, ``file://`` URL, model URL or ``gs://``-style folder.
+        cache_dir: the cache root for this call; by default SAVEDHUB_CACHE_DIR,
+            TFHUB_CACHE_DIR, else the user's cache folder.
+
     Example:
         >>> path = resolve("/models/my_mul")
+        >>> path = resolve("https://hub.example/google/my_mul/1", cache_dir="/data/models")
 
     Raises:
         InvalidHandleError, ModelNotFoundError, NotASavedModelError, and for
         remote handles TransferError, NotCachedError.
     """
-    return resolve_handle(handles.parse(handle))
+    return resolve_handle(handles.parse(handle), cache_dir)
