@@ -27,6 +27,7 @@ Modules, each importing only those above it:
 * ``_requests``: the client, one request retried with backoff, small GETs.
 * ``_partial``: the partial file and the ``.json`` naming its version.
 * ``_progress``: the progress bar.
+* ``_resume``: whether an answer resumes, restarts or completes the bytes held.
 * ``_download``: :class:`Download`, the resuming, hashing reader over a body.
 
 Example:
