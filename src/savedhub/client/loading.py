@@ -11,12 +11,11 @@ from typing import Any
 
 import tensorflow as tf
 
+from savedhub._savedmodel.folder import GRAPH_FILES, TF1_HUB_MODULE_FILE
 from savedhub.client import handles, ops
 from savedhub.client.handles import HandleKind
-from savedhub.client.resolver import SAVED_MODEL_FILES, resolve_handle
+from savedhub.client.resolver import resolve_handle
 from savedhub.errors import ModelNotFoundError, NotASavedModelError
-
-TF1_HUB_MODULE_FILE = "tfhub_module.pb"
 
 
 def is_tf1_hub_module(path: str) -> bool:
@@ -31,7 +30,7 @@ def _check_remote_folder(path: str, handle: object) -> None:
             "Check the bucket and path, and your credentials for that storage.",
             handle,
         )
-    if not any(tf.io.gfile.exists(os.path.join(path, f)) for f in SAVED_MODEL_FILES):
+    if not any(tf.io.gfile.exists(os.path.join(path, f)) for f in GRAPH_FILES):
         raise NotASavedModelError(
             f"{handle!r} is not a SavedModel folder: it has no saved_model.pb. "
             "Point the handle at the folder the model was saved to.",
