@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from savedhub._io.atomic import replace_folder
 from savedhub.convert._source import SUPPORTED, BertSource, read_source, sha256_of
 from savedhub.errors import MissingPackageError, OutputExistsError
 
@@ -128,12 +129,7 @@ def convert(
         _write_saved_model(source, work)
         if target.exists():
             _check_output(target, overwrite)  # it may have filled while we worked
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
-            os.replace(target, old / "model")
-            os.replace(work, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(work, target)
+        replace_folder(work, target)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)

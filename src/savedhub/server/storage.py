@@ -24,7 +24,6 @@ in a caller cannot make storage read or write outside the root.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
+from savedhub._io.atomic import put_folder
 from savedhub.errors import StorageError, VersionExistsError
 from savedhub.server.names import is_valid_name
 
@@ -160,14 +160,13 @@ class LocalStorage:
             # rename(2) is only atomic within one filesystem: bring the folder next to the root.
             staging = Path(shutil.move(staging, self.scratch_dir() / staging.name))
         try:
-            # rename(2) onto an existing non-empty folder fails: the first upload wins.
-            os.rename(staging, final)
+            published = put_folder(staging, final)  # of two uploads, the first wins
         except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise VersionExistsError(
-                    f"{publisher}/{model}/{version} already exists in {self.description}"
-                ) from exc
             raise StorageError(f"could not publish into {final}: {exc}") from exc
+        if not published:
+            raise VersionExistsError(
+                f"{publisher}/{model}/{version} already exists in {self.description}"
+            )
 
     def folder_url(self, *parts: str) -> str | None:
         path = self._path(*parts)
