@@ -265,3 +265,12 @@ def test_a_later_run_adopts_a_partial_when_the_server_ignores_range(
     assert body.info is not None and body.info.resumed_from == 100_000
     assert body.info.size == len(BODY)
     assert [r.status for r in hub_server.of("/m.tar.gz")] == [200]
+
+
+def test_progress_label_is_the_end_of_the_path() -> None:
+    from savedhub.transfer._progress import _short_label
+
+    assert _short_label("https://tfhub.dev/google/nnlm-en-dim128/2") == "google/nnlm-en-dim128/2"
+    assert _short_label("http://h/files/m.tar.gz") == "files/m.tar.gz"
+    assert _short_label("/local/label") == "local/label"
+    assert _short_label("plain") == "plain"
