@@ -315,3 +315,61 @@ def test_cache_dir_option_leaves_the_environment_alone(
     assert main(["download", str(model), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
     assert capsys.readouterr().out.strip() == str(model)
     assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize(
+    "line, noise",
+    [
+        (
+            "WARNING: All log messages before absl::InitializeLog() is called are written to",
+            True,
+        ),
+        (
+            "I0000 00:00:1795802773.222025   15085 port.cc:153] oneDNN custom operations are on.",
+            True,
+        ),
+        (
+            "I0000 00:00:1795802773.222344   15085 cudart_stub.cc:31] Could not find cuda drivers",
+            True,
+        ),
+        (
+            "W0000 00:00:1795802773.378292   15085 cpu_feature_guard.cc:227] This binary",
+            True,
+        ),
+        (
+            "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild",
+            True,
+        ),
+        (
+            "E0000 00:00:1795802780.056282   15085 op_kernel.cc:52] could not load library x.so",
+            False,
+        ),
+        ("savedhub: error: No model at '/m'", False),
+        ("Traceback (most recent call last):", False),
+    ],
+)
+def test_start_up_noise_is_recognised(line: str, noise: bool) -> None:
+    from savedhub._quiet_tensorflow import is_start_up_noise
+
+    assert is_start_up_noise(line + "\n") is noise
+
+
+def test_commands_that_import_tensorflow_print_only_their_own_output(my_mul_path: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def info(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*COMMAND, *flags, "info", my_mul_path],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=env,
+        )
+
+    quiet, verbose = info(), info("--verbose")
+    assert quiet.returncode == verbose.returncode == 0
+    assert "format:" in quiet.stdout and quiet.stdout == verbose.stdout
+    assert quiet.stderr == ""
+    from savedhub._quiet_tensorflow import is_start_up_noise
+
+    assert any(is_start_up_noise(line) for line in verbose.stderr.splitlines()), verbose.stderr

@@ -390,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of savedhub's own errors too"
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show savedhub's log and TensorFlow's own start-up and log lines",
+    )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, Any] = {}
     for cmd in COMMANDS:
@@ -422,6 +427,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         # argparse's REMAINDER misses leading options (``demo --epochs 3``).
         args.argv = [*extra, *getattr(args, "argv", [])]
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("savedhub").setLevel(logging.INFO)
+    else:
+        from savedhub._quiet_tensorflow import quiet_tensorflow
+
+        quiet_tensorflow()
     try:
         return int(args.handler(args))
     except SavedhubError as exc:
