@@ -24,7 +24,7 @@ import threading
 import time
 from typing import IO, Any
 
-from savedhub.errors import InspectionFailed
+from savedhub.errors import InspectionFailed as InspectionFailed  # re-exported
 
 logger = logging.getLogger("savedhub")
 

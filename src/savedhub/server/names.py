@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from savedhub.errors import InvalidNameError
+from savedhub.errors import InvalidNameError as InvalidNameError  # re-exported
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # First path segments the server routes itself; a publisher of that name would be unreachable.

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from savedhub._savedmodel.folder import refusal
-from savedhub.errors import InspectionFailed, UploadRejected
+from savedhub.errors import InspectionFailed
+from savedhub.errors import UploadRejected as UploadRejected  # re-exported
 from savedhub.server import storage as layout
 from savedhub.server.inspector import Inspector
 

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 from savedhub._io.atomic import put_folder
-from savedhub.errors import StorageError, VersionExistsError
+from savedhub.errors import StorageError as StorageError  # re-exported
+from savedhub.errors import VersionExistsError as VersionExistsError
 from savedhub.server.names import is_valid_name
 
 ARCHIVE = "model.tar.gz"
