@@ -5,9 +5,6 @@ by writing it and listing it in ``CHECKS``. Errors are what breaks users
 (nothing to call, inconsistent variable lists, files that will not exist on
 their machine); warnings are the guide's advice (trace both ``training``
 values, export logits, ship no optimizer state, offer a serving signature).
-
-The module is named ``linting`` so that the function ``savedhub.lint`` is
-never shadowed by a submodule of the same name.
 """
 
 from __future__ import annotations
