@@ -101,6 +101,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- subcommands --------------------------------------------------------------
 
 _JSON = arg("--json", action="store_true", help="print JSON for scripts")
+_HANDLE = arg("handle", help="model URL, archive URL or path")
 _CACHE_DIR = arg(
     "--cache-dir",
     metavar="DIR",
@@ -111,7 +112,7 @@ _CACHE_DIR = arg(
 @command(
     "download",
     "download and cache a model; print its local folder",
-    arg("handle", help="model URL, archive URL or path"),
+    _HANDLE,
     _CACHE_DIR,
     _JSON,
 )
@@ -126,7 +127,7 @@ def _download(args: argparse.Namespace) -> int:
 @command(
     "info",
     "show a model's format, signatures, __call__, variables, assets and size",
-    arg("handle", help="model URL, archive URL or path"),
+    _HANDLE,
     _CACHE_DIR,
     _JSON,
 )
