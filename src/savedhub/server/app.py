@@ -24,6 +24,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -39,6 +40,7 @@ from savedhub.server import pages
 from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
 from savedhub.server.catalog import Catalog, ModelSummary, Version
+from savedhub.server.middleware import StandardHeaders
 from savedhub.server.names import is_valid_name
 from savedhub.server.responses import RangeFileResponse, digest_headers
 from savedhub.server.state import Hub, base_url, hub_of, model_url, wants_html
@@ -54,7 +56,6 @@ _FORMAT = "tf-hub-format"
 _PAGE_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src * data:; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
 }
 
@@ -284,6 +285,6 @@ def create_app(
         yield
         await run_in_threadpool(hub.inspector.close)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(StandardHeaders)])
     app.state.hub = hub
     return app

@@ -1,0 +1,100 @@
+"""The hub's protocol answers under hostile or unusual requests: byte ranges with
+positions of any length, ``If-None-Match`` per RFC 9110, integer versions,
+``nosniff`` everywhere, the public URL and the ``Host`` check, README pages that
+never stall other requests, and the uncompressed format served by the hub itself.
+Each test drives a real ``savedhub serve`` subprocess on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hubserver import RunningHub, running_hub
+from savedhub.publish.pack import pack
+from savedhub.publish.push import push
+
+TOKEN = "tok-protocol"
+HTML = {"Accept": "text/html"}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    base = tmp_path_factory.mktemp("protocol-hub")
+    tokens = base / "tokens.txt"
+    tokens.write_text(f"{TOKEN}\n")
+    with running_hub(base / "root", base, tokens_file=tokens) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def archive(my_mul_path: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(pack(my_mul_path, tmp_path_factory.mktemp("packed") / "mul.tar.gz").path)
+
+
+@pytest.fixture(scope="module")
+def published(hub: RunningHub, archive: Path) -> str:
+    """The URL of acme/mul/1 on the hub."""
+    url = f"{hub.url}/acme/mul/1"
+    push(archive, url, token=TOKEN)
+    return url
+
+
+def test_range_positions_of_any_length_never_fail(published: str, archive: Path) -> None:
+    url = f"{published}?tf-hub-format=compressed"
+    data = archive.read_bytes()
+    size = len(data)
+    huge = "9" * 5000
+
+    past_the_end = httpx.get(url, headers={"Range": f"bytes={huge}-"})
+    assert past_the_end.status_code == 416
+    assert past_the_end.headers["content-range"] == f"bytes */{size}"
+    assert httpx.get(url, headers={"Range": f"bytes={huge}-{huge}"}).status_code == 416
+
+    whole_suffix = httpx.get(url, headers={"Range": f"bytes=-{huge}"})
+    assert whole_suffix.status_code == 206 and whole_suffix.content == data
+    to_the_end = httpx.get(url, headers={"Range": f"bytes=0-{huge}"})
+    assert to_the_end.status_code == 206 and to_the_end.content == data
+    padded = httpx.get(url, headers={"Range": f"bytes={'0' * 5000}7-"})
+    assert padded.status_code == 206 and padded.content == data[7:]
+    backwards = httpx.get(url, headers={"Range": f"bytes={huge}-1"})  # invalid: ignored
+    assert backwards.status_code == 200 and backwards.content == data
+
+
+def test_if_none_match_takes_lists_weak_tags_and_star(published: str) -> None:
+    url = f"{published}?tf-hub-format=compressed"
+    etag = httpx.head(url).headers["etag"]
+    for header in (etag, f'"other", {etag}', f"W/{etag}", f'W/"x",W/{etag}', "*"):
+        answer = httpx.get(url, headers={"If-None-Match": header})
+        assert answer.status_code == 304, header
+        assert answer.content == b"" and answer.headers["etag"] == etag
+    assert httpx.get(url, headers={"If-None-Match": etag, "Range": "bytes=0-9"}).status_code == 304
+    for header in ('"other"', 'W/"other", "x"', "", "garbage"):
+        assert httpx.get(url, headers={"If-None-Match": header}).status_code == 200, header
+
+
+def test_every_response_says_nosniff(hub: RunningHub, published: str) -> None:
+    archive = f"{published}?tf-hub-format=compressed"
+    answers = [
+        httpx.get(archive),
+        httpx.head(archive),
+        httpx.get(archive, headers={"Range": "bytes=0-9"}),
+        httpx.get(archive, headers={"Range": "bytes=999999999-"}),
+        httpx.get(archive, headers={"If-None-Match": "*"}),
+        httpx.get(published),
+        httpx.get(published, headers=HTML),
+        httpx.get(f"{hub.url}/api/models"),
+        httpx.get(f"{hub.url}/acme/nope/1"),
+        httpx.get(f"{hub.url}/acme/nope/1", headers=HTML),
+        httpx.get(f"{published}?tf-hub-format=zip"),
+        httpx.get(f"{hub.url}/static/style.css"),
+        httpx.get(f"{hub.url}/a/b/c/d/e/f"),
+        httpx.post(f"{hub.url}/api/models"),
+        httpx.put(f"{hub.url}/api/models/acme/mul/2", content=b"x"),
+    ]
+    statuses = sorted({a.status_code for a in answers})
+    assert statuses == [200, 206, 304, 400, 401, 404, 405, 416]
+    for answer in answers:
+        assert answer.headers.get("x-content-type-options") == "nosniff", answer.request.url
