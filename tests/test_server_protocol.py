@@ -98,3 +98,35 @@ def test_every_response_says_nosniff(hub: RunningHub, published: str) -> None:
     assert statuses == [200, 206, 304, 400, 401, 404, 405, 416]
     for answer in answers:
         assert answer.headers.get("x-content-type-options") == "nosniff", answer.request.url
+
+
+def test_versions_are_positive_integers_ordered_as_numbers(hub: RunningHub, archive: Path) -> None:
+    for version in ("1", "2", "10"):
+        push(archive, f"{hub.url}/acme/numbered/{version}", token=TOKEN)
+    # A folder a hand or an older server left, not named by an integer: not a version.
+    (hub.root / "acme/numbered/v11").mkdir()
+    listed = httpx.get(f"{hub.url}/api/models/acme/numbered").json()
+    assert listed["latest"] == "10" and [v["version"] for v in listed["versions"]] == [
+        "1",
+        "2",
+        "10",
+    ]
+    redirect = httpx.get(f"{hub.url}/acme/numbered?tf-hub-format=compressed")
+    assert redirect.headers["location"].endswith("/acme/numbered/10?tf-hub-format=compressed")
+
+    body = archive.read_bytes()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for version in ("v1", "1.0", "01", "0", "-1", "1e3", "9" * 19):
+        put = httpx.put(f"{hub.url}/api/models/acme/numbered/{version}", content=body, headers=auth)
+        assert put.status_code == 400, version
+        assert "positive integers" in put.json()["error"], version
+        for url in (
+            f"{hub.url}/acme/numbered/{version}?tf-hub-format=compressed",
+            f"{hub.url}/acme/numbered/{version}",
+            f"{hub.url}/api/models/acme/numbered/{version}",
+        ):
+            answer = httpx.get(url)
+            assert answer.status_code == 400 and "positive integers" in answer.json()["error"]
+    page = httpx.get(f"{hub.url}/acme/numbered/v11", headers=HTML)
+    assert page.status_code == 400 and "positive integers" in page.text
+    assert [p.name for p in (hub.root / "acme/numbered").iterdir()].count("1.0") == 0

@@ -41,7 +41,7 @@ from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
 from savedhub.server.catalog import Catalog, ModelSummary, Version
 from savedhub.server.middleware import StandardHeaders
-from savedhub.server.names import is_valid_name
+from savedhub.server.names import is_valid_name, is_valid_version, version_error
 from savedhub.server.responses import RangeFileResponse, digest_headers
 from savedhub.server.state import Hub, base_url, hub_of, model_url, wants_html
 from savedhub.server.storage import Storage, open_storage
@@ -160,10 +160,19 @@ async def api_model(request: Request) -> Response:
     return JSONResponse(body) if body else await _not_found(request, publisher, model)
 
 
+def _bad_version(request: Request, version: str) -> Response | None:
+    """400 for a version that is not a positive integer (the hosting protocol's versions)."""
+    if is_valid_version(version):
+        return None
+    return _error(request, 400, f"The {version_error(version)}")
+
+
 async def api_version(request: Request) -> Response:
     if request.method == "PUT":
         return await upload(request)
     p, m, v = (request.path_params[k] for k in ("publisher", "model", "version"))
+    if (refusal := _bad_version(request, v)) is not None:
+        return refusal
     record = await run_in_threadpool(hub_of(request).catalog.get, p, m, v)
     if record is None:
         return await _not_found(request, p, m, v)
@@ -217,6 +226,8 @@ async def _serve_version(request: Request, version: Version) -> Response:
 
 async def version_route(request: Request) -> Response:
     p, m, v = (request.path_params[k] for k in ("publisher", "model", "version"))
+    if (refusal := _bad_version(request, v)) is not None:
+        return refusal
     catalog = hub_of(request).catalog
     record = catalog.cached(p, m, v) or await run_in_threadpool(catalog.get, p, m, v)
     if record is None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from savedhub.server import storage as layout
-from savedhub.server.names import is_valid_name, latest, version_key
+from savedhub.server.names import is_valid_name, is_valid_version, latest, version_key
 from savedhub.server.storage import Storage
 
 _LISTED = 20
@@ -83,11 +83,12 @@ class Catalog:
         return [m for m in self.storage.list_dirs(publisher) if self.versions(publisher, m)]
 
     def versions(self, publisher: str, model: str) -> list[str]:
-        """Published versions of a model, oldest first."""
+        """Published versions of a model, oldest first (folders not named by a
+        positive integer are not versions and are left out)."""
         found = [
             v
             for v in self.storage.list_dirs(publisher, model)
-            if self.get(publisher, model, v) is not None
+            if is_valid_version(v) and self.get(publisher, model, v) is not None
         ]
         return sorted(found, key=version_key)
 
@@ -97,7 +98,7 @@ class Catalog:
 
     def get(self, publisher: str, model: str, version: str) -> Version | None:
         """A published version, or None (also for names that are not valid)."""
-        if not all(is_valid_name(n) for n in (publisher, model, version)):
+        if not (is_valid_name(publisher) and is_valid_name(model) and is_valid_version(version)):
             return None
         key = (publisher, model, version)
         cached = self._metadata.get(key)
