@@ -130,3 +130,58 @@ def test_versions_are_positive_integers_ordered_as_numbers(hub: RunningHub, arch
     page = httpx.get(f"{hub.url}/acme/numbered/v11", headers=HTML)
     assert page.status_code == 400 and "positive integers" in page.text
     assert [p.name for p in (hub.root / "acme/numbered").iterdir()].count("1.0") == 0
+
+
+def _wide_table(columns: int, size: int) -> str:
+    """A Markdown table ``columns`` wide, with rows of one-character cells up to ``size``."""
+    lines = ["|" + "|".join(f"c{i}" for i in range(columns)) + "|", "|" + "-|" * columns]
+    row = "|" + "x|" * columns
+    lines += [row] * (size // len(row))
+    return "\n".join(lines) + "\n"
+
+
+def _with_readme(model: str, folder: Path, readme: str) -> Path:
+    import shutil
+
+    shutil.copytree(model, folder)
+    (folder / "README.md").write_text(readme)
+    return Path(pack(folder, folder.with_suffix(".tar.gz")).path)
+
+
+def test_a_huge_readme_is_capped_and_never_stalls_other_requests(
+    hub: RunningHub, my_mul_path: str, tmp_path: Path
+) -> None:
+    import threading
+
+    wide = "# Wide\n\nA model with a very wide table.\n\n" + _wide_table(5000, 2**20)
+    result = push(
+        _with_readme(my_mul_path, tmp_path / "wide", wide), f"{hub.url}/docs/wide/1", token=TOKEN
+    )
+    codes = [w["code"] for w in result.metadata["warnings"]]
+    assert "readme-too-long" in codes and "readme-table-too-large" in codes
+    page = httpx.get(f"{hub.url}/docs/wide/1", headers=HTML, timeout=120)
+    assert page.status_code == 200 and "A model with a very wide table." in page.text
+    assert "the hub shows its first 64.0 KiB" in page.text and "shown as text" in page.text
+    assert len(page.content) < 2**20
+
+    # The costliest Markdown within the limits (a long list: ~1 s or more to render here),
+    # as three versions, so three first views render at once.
+    costly = _with_readme(my_mul_path, tmp_path / "costly", "- a\n" * 16000)
+    for version in ("2", "3", "4"):
+        push(costly, f"{hub.url}/docs/wide/{version}", token=TOKEN)
+    finished: list[str] = []
+
+    def view(version: str) -> None:
+        answer = httpx.get(f"{hub.url}/docs/wide/{version}", headers=HTML, timeout=300)
+        finished.append(f"page {version}: {answer.status_code}")
+
+    viewers = [threading.Thread(target=view, args=(v,)) for v in ("2", "3", "4")]
+    for viewer in viewers:
+        viewer.start()
+    threading.Event().wait(0.5)  # let the renders begin (ordering only, not a timing check)
+    probe = httpx.get(f"{hub.url}/api/models/docs/wide", timeout=60)  # generous hang guard
+    finished.append(f"probe: {probe.status_code}")
+    for viewer in viewers:
+        viewer.join(timeout=300)
+    assert finished[0] == "probe: 200", finished
+    assert sorted(finished[1:]) == ["page 2: 200", "page 3: 200", "page 4: 200"]

@@ -217,11 +217,16 @@ async def _serve_version(request: Request, version: Version) -> Response:
             f"Unknown {_FORMAT}={fmt!r} for {version.name}; use compressed or uncompressed.",
         )
     if wants_html(request):
-        catalog = hub_of(request).catalog
-        versions = await run_in_threadpool(catalog.versions, version.publisher, version.model)
-        readme = await run_in_threadpool(catalog.readme, version)
-        return _page(pages.render_model(version, versions, readme, base_url(request)))
+        # In a worker thread: a first view renders the README, which takes time.
+        html = await run_in_threadpool(_model_page, hub_of(request), version, base_url(request))
+        return _page(html)
     return JSONResponse(_version_json(request, version))
+
+
+def _model_page(hub: Hub, version: Version, base: str) -> str:
+    versions = hub.catalog.versions(version.publisher, version.model)
+    readme = hub.readmes.get(version.name, lambda: hub.catalog.readme(version))
+    return pages.render_model(version, versions, readme, base)
 
 
 async def version_route(request: Request) -> Response:

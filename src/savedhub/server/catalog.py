@@ -14,6 +14,7 @@ from typing import Any
 
 from savedhub.server import storage as layout
 from savedhub.server.names import is_valid_name, is_valid_version, latest, version_key
+from savedhub.server.readme import MAX_README_BYTES, StoredReadme
 from savedhub.server.storage import Storage
 
 _LISTED = 20
@@ -118,13 +119,16 @@ class Catalog:
         newest = latest(self.versions(publisher, model))
         return self.get(publisher, model, newest) if newest else None
 
-    def readme(self, version: Version) -> str | None:
+    def readme(self, version: Version) -> StoredReadme | None:
+        """The start of a version's README (what a page may show) and its size, or None."""
         if not version.metadata.get("readme"):
             return None
-        raw = self.storage.read_bytes(
-            version.publisher, version.model, version.version, layout.README
-        )
-        return raw.decode("utf-8", errors="replace") if raw is not None else None
+        parts = (version.publisher, version.model, version.version, layout.README)
+        size = self.storage.size(*parts)
+        if size is None:
+            return None
+        with self.storage.open(*parts) as f:
+            return StoredReadme(f.read(MAX_README_BYTES), size)
 
     def summaries(self, query: str = "", publisher: str | None = None) -> list[ModelSummary]:
         """Every model (of one publisher, if given) whose ``publisher/model`` name

@@ -1,8 +1,9 @@
 """The hub's HTML: server-rendered Jinja2 templates (autoescaped) and one stylesheet.
 
-README files are rendered with markdown-it in CommonMark mode with raw HTML
-turned off, so a README can format text and link, but never inject markup or
-script; ``javascript:``-style links are refused by markdown-it's link check.
+README files are rendered by :mod:`savedhub.server.readme` (markdown-it in
+CommonMark mode with raw HTML turned off, so a README can format text and link,
+but never inject markup or script; ``javascript:``-style links are refused by
+markdown-it's link check), within size limits, once per version.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jinja2
 from savedhub._io.units import human_size
 from savedhub.server.catalog import ModelSummary, Version
 from savedhub.server.names import latest as latest_version
+from savedhub.server.readme import ShownReadme, render_inline
 
 _HERE = Path(__file__).parent
 STYLESHEET = (_HERE / "static" / "style.css").read_text()
@@ -31,23 +33,6 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-
-
-@lru_cache(maxsize=1)
-def _markdown() -> Any:
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough")
-
-
-def render_markdown(text: str) -> str:
-    """Safe HTML for a README (raw HTML in the source is shown as text)."""
-    return str(_markdown().render(text))
-
-
-def render_inline(text: str) -> str:
-    """Safe HTML for one line of Markdown (a model's summary on its card)."""
-    return str(_markdown().renderInline(text))
 
 
 @dataclass(frozen=True)
@@ -163,7 +148,9 @@ def render_index(
     )
 
 
-def render_model(version: Version, versions: list[str], readme: str | None, base_url: str) -> str:
+def render_model(
+    version: Version, versions: list[str], readme: ShownReadme | None, base_url: str
+) -> str:
     """A model's page, for one of its versions."""
     url = f"{base_url}/{version.publisher}/{version.model}/{version.version}"
     return (
@@ -175,7 +162,8 @@ def render_model(version: Version, versions: list[str], readme: str | None, base
             url=url,
             versions=versions,
             latest=latest_version(versions),
-            readme_html=render_markdown(readme) if readme else "",
+            readme_html=readme.html if readme else "",
+            readme_note=readme.note if readme else "",
             signatures=signature_views(version.metadata),
             facts=_facts(version),
         )

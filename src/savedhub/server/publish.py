@@ -24,6 +24,7 @@ from typing import Any
 
 from savedhub.server import storage as layout
 from savedhub.server.inspector import InspectionFailed, Inspector
+from savedhub.server.readme import read_head, readme_warnings
 
 logger = logging.getLogger("savedhub")
 
@@ -125,8 +126,10 @@ def build_version(
     shutil.move(received.path, staging / layout.ARCHIVE)
     (staging / layout.DIGEST).write_text(f"{received.sha256}  {layout.ARCHIVE}\n")
     readme = folder / layout.README
-    if readme.is_file():
+    shown = read_head(readme) if readme.is_file() else None
+    if shown is not None:
         shutil.copyfile(readme, staging / layout.README)
+        findings = [*findings, *readme_warnings(shown)]
     file_count, extracted_bytes = _folder_size(folder)
     metadata = {
         "publisher": publisher,
@@ -137,7 +140,7 @@ def build_version(
         "files": file_count,
         "extracted_size": extracted_bytes,
         "readme": readme.is_file(),
-        "summary": readme_summary(readme.read_text("utf-8", "replace")) if readme.is_file() else "",
+        "summary": readme_summary(shown.head.decode("utf-8", "replace")) if shown else "",
         "warnings": findings,
         "info": described,
         "format_name": described.pop("format_name"),

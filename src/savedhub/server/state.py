@@ -9,6 +9,7 @@ from starlette.requests import Request
 from savedhub.server.auth import TokenRules
 from savedhub.server.catalog import Catalog
 from savedhub.server.inspector import Inspector
+from savedhub.server.readme import ReadmeCache
 from savedhub.server.storage import Storage
 
 
@@ -22,6 +23,7 @@ class Hub:
     max_upload_bytes: int
     in_flight: set[tuple[str, str, str]] = field(default_factory=set)
     inspector: Inspector = field(default_factory=Inspector)
+    readmes: ReadmeCache = field(default_factory=ReadmeCache)
 
 
 def hub_of(request: Request) -> Hub:
