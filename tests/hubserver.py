@@ -72,7 +72,8 @@ def running_hub(
                     f"savedhub serve exited with {process.returncode}:\n{hub.output()}"
                 )
             try:
-                if httpx.get(f"{hub.url}/api/models", timeout=2).status_code == 200:
+                # Any answer means it is up (a hub with --allowed-hosts may answer 400 here).
+                if httpx.get(f"{hub.url}/api/models", timeout=2).status_code < 500:
                     break
             except httpx.TransportError:
                 pass

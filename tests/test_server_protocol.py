@@ -185,3 +185,61 @@ def test_a_huge_readme_is_capped_and_never_stalls_other_requests(
         viewer.join(timeout=300)
     assert finished[0] == "probe: 200", finished
     assert sorted(finished[1:]) == ["page 2: 200", "page 3: 200", "page 4: 200"]
+
+
+def test_the_host_header_is_checked_before_any_page_or_redirect_uses_it(
+    hub: RunningHub, published: str
+) -> None:
+    port = hub.url.rsplit(":", 1)[1]
+    forged = httpx.get(published, headers={**HTML, "Host": "evil.example"})
+    assert forged.status_code == 400 and "'evil.example'" in forged.json()["error"]
+    assert "--allowed-hosts" in forged.json()["error"] and "--public-url" in forged.json()["error"]
+    assert forged.headers["x-content-type-options"] == "nosniff"
+    redirect = httpx.get(
+        f"{hub.url}/acme/mul?tf-hub-format=compressed", headers={"Host": "evil.example:80"}
+    )
+    assert redirect.status_code == 400
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST"):
+        page = httpx.get(published, headers={**HTML, "Host": host})
+        assert page.status_code == 200, host
+        assert f'hub.KerasLayer("http://{host}/acme/mul/1")' in page.text
+
+
+def test_public_url_sets_every_link_and_allowed_hosts_the_names_answered(
+    archive: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "tokens").write_text(f"{TOKEN}\n")
+    flags = ("--public-url", "https://Models.Example.org/", "--allowed-hosts", "hub.internal")
+    with running_hub(tmp_path / "root", tmp_path, tmp_path / "tokens", extra_args=flags) as hub:
+        assert "pages and redirects use https://models.example.org" in hub.output()
+        internal = {"Host": "hub.internal"}
+        put = httpx.put(
+            f"{hub.url}/api/models/acme/mul/1",
+            content=archive.read_bytes(),
+            headers={**internal, "Authorization": f"Bearer {TOKEN}"},
+            timeout=120,
+        )
+        assert put.status_code == 201
+        assert put.headers["location"] == "https://models.example.org/acme/mul/1"
+        page = httpx.get(f"{hub.url}/acme/mul", headers={**HTML, **internal})
+        assert 'hub.KerasLayer("https://models.example.org/acme/mul/1")' in page.text
+        latest = httpx.get(f"{hub.url}/acme/mul?tf-hub-format=compressed", headers=internal)
+        assert latest.status_code == 302
+        assert latest.headers["location"] == (
+            "https://models.example.org/acme/mul/1?tf-hub-format=compressed"
+        )
+        listed = httpx.get(f"{hub.url}/api/models", headers=internal).json()["models"]
+        assert listed[0]["url"] == "https://models.example.org/acme/mul"
+        # Only the names given are answered now: not even the bound address.
+        assert httpx.get(f"{hub.url}/api/models").status_code == 400
+        assert httpx.get(f"{hub.url}/api/models", headers={"Host": "evil"}).status_code == 400
+
+
+def test_a_public_url_that_is_not_a_base_url_is_refused_at_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for bad in ("ftp://models.example.org", "https://models.example.org/hub", "models.example"):
+        command = [sys.executable, "-m", "savedhub.cli", "serve", str(tmp_path), "--port", "1"]
+        done = subprocess.run([*command, "--public-url", bad], capture_output=True, text=True)
+        assert done.returncode != 0 and "--public-url" in done.stderr, done.stderr

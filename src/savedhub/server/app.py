@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -40,7 +40,12 @@ from savedhub.server import pages
 from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
 from savedhub.server.catalog import Catalog, ModelSummary, Version
-from savedhub.server.middleware import StandardHeaders
+from savedhub.server.middleware import (
+    LOOPBACK_HOSTS,
+    HostCheck,
+    StandardHeaders,
+    public_base_url,
+)
 from savedhub.server.names import is_valid_name, is_valid_version, version_error
 from savedhub.server.responses import RangeFileResponse, digest_headers
 from savedhub.server.state import Hub, base_url, hub_of, model_url, wants_html
@@ -248,8 +253,8 @@ async def model_route(request: Request) -> Response:
     if request.query_params.get(_FORMAT) == "compressed":
         # Redirect rather than answer here, so clients cache the archive under its version.
         # (The uncompressed answer is a 303 to the latest folder itself: nothing is cached.)
-        target = request.url.replace(path=f"{request.url.path.rstrip('/')}/{latest.version}")
-        return RedirectResponse(str(target), status_code=302)
+        target = f"{model_url(request, p, m, latest.version)}?{request.url.query}"
+        return RedirectResponse(target, status_code=302)
     return await _serve_version(request, latest)
 
 
@@ -264,6 +269,8 @@ def create_app(
     tokens: Any = None,
     tokens_file: str | os.PathLike[str] | None = None,
     max_upload_bytes: int | None = None,
+    public_url: str | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> Starlette:
     """The hub as an ASGI application serving the models under ``root``.
 
@@ -273,6 +280,14 @@ def create_app(
             publishers it may publish as. With no tokens at all uploads are off.
         tokens_file: a file of tokens (format in :mod:`savedhub.server.auth`).
         max_upload_bytes: the largest archive accepted (default 4 GiB).
+        public_url: the base URL pages, redirects and answers use (``https://HOST``);
+            without it they are built from the request's ``Host`` header.
+        allowed_hosts: the ``Host`` values answered (names, ``name:port``, or ``*``);
+            others get 400. Default: the loopback names when ``public_url`` is not
+            set (``savedhub serve`` passes the address it binds), else any.
+
+    Raises:
+        ValueError: ``public_url`` is not ``http(s)://host[:port]``.
 
     Example:
         >>> app = create_app("/srv/hub", tokens=["s3cr3t"])  # uvicorn.run(app)
@@ -283,7 +298,10 @@ def create_app(
         catalog=Catalog(store),
         rules=load_rules(tokens, tokens_file, config.serve_tokens()),
         max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+        public_url=public_base_url(public_url) if public_url else None,
     )
+    if allowed_hosts is None:
+        allowed_hosts = ["*"] if public_url else LOOPBACK_HOSTS
     read = ["GET", "HEAD"]
     routes = [
         Route("/", front_page, methods=read),
@@ -301,6 +319,7 @@ def create_app(
         yield
         await run_in_threadpool(hub.inspector.close)
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(StandardHeaders)])
+    middleware = [Middleware(StandardHeaders), Middleware(HostCheck, allowed=allowed_hosts)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.hub = hub
     return app
