@@ -243,3 +243,44 @@ def test_a_public_url_that_is_not_a_base_url_is_refused_at_start(tmp_path: Path)
         command = [sys.executable, "-m", "savedhub.cli", "serve", str(tmp_path), "--port", "1"]
         done = subprocess.run([*command, "--public-url", bad], capture_output=True, text=True)
         assert done.returncode != 0 and "--public-url" in done.stderr, done.stderr
+
+
+def test_uncompressed_format_sends_clients_to_files_the_hub_serves(
+    hub: RunningHub, published: str, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tarfile
+
+    import savedhub
+
+    answer = httpx.get(f"{published}?tf-hub-format=uncompressed")
+    assert answer.status_code == 303
+    assert answer.text == answer.headers["location"] == f"{published}/files"
+    assert str(hub.root) not in answer.text  # never the server's own paths
+
+    listed = {f["path"]: f for f in httpx.get(answer.text).json()["files"]}
+    with tarfile.open(archive) as tar:
+        packed = {
+            m.name.removeprefix("./"): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar
+            if m.isfile()
+        }
+    assert sorted(listed) == sorted(packed) and "saved_model.pb" in listed
+    for path, entry in listed.items():
+        served = httpx.get(entry["url"])
+        assert served.status_code == 200 and served.content == packed[path], path
+        assert entry["size"] == len(packed[path])
+    first = httpx.get(listed["saved_model.pb"]["url"], headers={"Range": "bytes=0-3"})
+    assert first.status_code == 206 and first.content == packed["saved_model.pb"][:4]
+    for outside in ("nope.pb", "..%2Fmetadata.json", "%2e%2e/%2e%2e/acme", "variables"):
+        assert httpx.get(f"{published}/files/{outside}").status_code == 404, outside
+    assert httpx.get(f"{hub.url}/acme/mul/v1/files").status_code == 400
+
+    # savedhub's client downloads the listed files into its cache, then loads from there.
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SAVEDHUB_CACHE_DIR", str(cache))
+    monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "UNCOMPRESSED")
+    folder = Path(savedhub.resolve(published))
+    assert cache in folder.parents and (folder / "saved_model.pb").is_file()
+    assert float(savedhub.load(f"{hub.url}/acme/mul")(2.0)) == 4.0
+    monkeypatch.setenv("SAVEDHUB_OFFLINE", "1")
+    assert Path(savedhub.resolve(published)) == folder

@@ -6,6 +6,9 @@ URLs (``P``/``M``/``V`` are publisher, model and version names)::
     GET  /P                                 the publisher's models
     GET  /P/M/V?tf-hub-format=compressed    the archive (Range, If-Range, ETag, Repr-Digest)
     GET  /P/M/V?tf-hub-format=uncompressed  303, body = the folder to read in place
+                                            (gs://... storage) or else /P/M/V/files
+    GET  /P/M/V/files                       the SavedModel's files: path, size, url (JSON)
+    GET  /P/M/V/files/PATH                  one of them (Range, If-None-Match)
     GET  /P/M/V                             model page (browsers) or metadata JSON
     GET  /P/M[?...]                         the latest version: a page, or a redirect
     GET  /api/models[?q=]                   every model, JSON
@@ -18,7 +21,9 @@ HEAD is answered wherever GET is.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -54,6 +59,7 @@ from savedhub.server.uploads import upload
 
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 2**30
 _FORMAT = "tf-hub-format"
+_FILES = "files"
 
 
 # READMEs are rendered without raw HTML already; the policy is a second line of defence
@@ -204,17 +210,13 @@ async def _serve_version(request: Request, version: Version) -> Response:
     if fmt == "compressed":
         return _archive_response(request, version)
     if fmt == "uncompressed":
+        # Object storage TensorFlow reads itself (gs://, s3://) is named as the folder to
+        # read in place, as tfhub.dev did; otherwise the hub's own listing of the files.
         names = (version.publisher, version.model, version.version)
-        folder = await run_in_threadpool(hub_of(request).storage.folder_url, *names, layout.FOLDER)
-        if folder is None:
-            return _error(
-                request,
-                406,
-                f"{version.name} cannot be read in place from this hub's "
-                "storage; download the archive instead (unset TFHUB_MODEL_LOAD_FORMAT "
-                "or set it to COMPRESSED).",
-            )
-        return PlainTextResponse(folder, status_code=303, headers={"location": folder})
+        storage = hub_of(request).storage
+        folder = await run_in_threadpool(storage.folder_url, *names, layout.FOLDER)
+        target = folder or f"{model_url(request, *names)}/{_FILES}"
+        return PlainTextResponse(target, status_code=303, headers={"location": target})
     if fmt is not None:
         return _error(
             request,
@@ -235,14 +237,59 @@ def _model_page(hub: Hub, version: Version, base: str) -> str:
 
 
 async def version_route(request: Request) -> Response:
+    record = await _published(request)
+    if isinstance(record, Response):
+        return record
+    return await _serve_version(request, record)
+
+
+async def _published(request: Request) -> Version | Response:
+    """The version the path names, or the 400/404 answer saying why there is none."""
     p, m, v = (request.path_params[k] for k in ("publisher", "model", "version"))
     if (refusal := _bad_version(request, v)) is not None:
         return refusal
     catalog = hub_of(request).catalog
     record = catalog.cached(p, m, v) or await run_in_threadpool(catalog.get, p, m, v)
-    if record is None:
-        return await _not_found(request, p, m, v)
-    return await _serve_version(request, record)
+    return record if record is not None else await _not_found(request, p, m, v)
+
+
+async def files_listing(request: Request) -> Response:
+    """The files of a version's SavedModel folder, each with the URL that serves it:
+    where ``?tf-hub-format=uncompressed`` sends clients when storage is local."""
+    record = await _published(request)
+    if isinstance(record, Response):
+        return record
+    files = await run_in_threadpool(hub_of(request).catalog.files, record)
+    base = f"{model_url(request, record.publisher, record.model, record.version)}/{_FILES}"
+    listed = [
+        {"path": path, "size": size, "url": f"{base}/{urllib.parse.quote(path)}"}
+        for path, size in files.items()
+    ]
+    return JSONResponse({"name": record.name, "files": listed})
+
+
+async def folder_file(request: Request) -> Response:
+    """One file of a version's SavedModel folder (Range, If-None-Match as for archives)."""
+    record = await _published(request)
+    if isinstance(record, Response):
+        return record
+    hub = hub_of(request)
+    path = request.path_params["path"]
+    size = (await run_in_threadpool(hub.catalog.files, record)).get(path)
+    if size is None:
+        listing = f"{model_url(request, record.publisher, record.model, record.version)}/{_FILES}"
+        return _error(request, 404, f"{record.name} has no file {path!r}; see {listing}")
+    names = (record.publisher, record.model, record.version, layout.FOLDER)
+    # Strong: versions are immutable, so the archive's digest and the path fix the bytes.
+    tag = hashlib.sha256(f"{record.sha256}/{path}".encode()).hexdigest()[:40]
+    headers = {
+        "etag": f'"{tag}"',
+        "content-type": "application/octet-stream",
+        "cache-control": "public, max-age=31536000, immutable",
+    }
+    return RangeFileResponse(  # type: ignore[return-value]
+        lambda: hub.storage.open_in(path, *names), size, headers
+    )
 
 
 async def model_route(request: Request) -> Response:
@@ -312,6 +359,12 @@ def create_app(
         Route("/{publisher}", publisher_page, methods=read),
         Route("/{publisher}/{model}", model_route, methods=read),
         Route("/{publisher}/{model}/{version}", version_route, methods=read),
+        Route(f"/{{publisher}}/{{model}}/{{version}}/{_FILES}", files_listing, methods=read),
+        Route(
+            f"/{{publisher}}/{{model}}/{{version}}/{_FILES}/{{path:path}}",
+            folder_file,
+            methods=read,
+        ),
     ]
 
     @contextlib.asynccontextmanager

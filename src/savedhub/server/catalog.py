@@ -75,6 +75,7 @@ class Catalog:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._metadata: dict[tuple[str, str, str], Version] = {}
+        self._files: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
     def publishers(self) -> list[str]:
@@ -118,6 +119,16 @@ class Catalog:
             return None
         newest = latest(self.versions(publisher, model))
         return self.get(publisher, model, newest) if newest else None
+
+    def files(self, version: Version) -> dict[str, int]:
+        """The files of a version's SavedModel folder (relative path -> size), read once."""
+        cached = self._files.get(version.name)
+        if cached is None:
+            names = (version.publisher, version.model, version.version, layout.FOLDER)
+            cached = dict(self.storage.list_files(*names))
+            with self._lock:
+                self._files[version.name] = cached
+        return cached
 
     def readme(self, version: Version) -> StoredReadme | None:
         """The start of a version's README (what a page may show) and its size, or None."""
