@@ -284,3 +284,26 @@ def test_uncompressed_format_sends_clients_to_files_the_hub_serves(
     assert float(savedhub.load(f"{hub.url}/acme/mul")(2.0)) == 4.0
     monkeypatch.setenv("SAVEDHUB_OFFLINE", "1")
     assert Path(savedhub.resolve(published)) == folder
+
+
+def test_version_records_are_read_one_way_and_damaged_ones_are_skipped(
+    hub: RunningHub, published: str
+) -> None:
+    import json
+    import shutil
+
+    record = httpx.get(f"{hub.url}/api/models/acme/mul/1").json()["metadata"]
+    assert record["format_name"] and "format_name" not in record["info"]
+    stored = json.loads((hub.root / "acme/mul/1/metadata.json").read_text())
+    assert stored == record
+
+    # A hand-damaged copy: a record missing its digest, and one naming another version.
+    for version, change in (("7", {"archive": {"size": 1}}), ("8", {"version": "1"})):
+        shutil.copytree(hub.root / "acme/mul/1", hub.root / f"acme/mul/{version}")
+        damaged = {**stored, "version": version, **change}
+        (hub.root / f"acme/mul/{version}/metadata.json").write_text(json.dumps(damaged))
+        assert (
+            httpx.get(f"{hub.url}/acme/mul/{version}?tf-hub-format=compressed").status_code == 404
+        )
+    assert httpx.get(f"{hub.url}/api/models/acme/mul").json()["latest"] == "1"
+    assert httpx.get(f"{hub.url}/", headers=HTML).status_code == 200

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from savedhub import config
+from savedhub._wire import MalformedRecordError, VersionRecord
 from savedhub.client.handles import ARCHIVE_SUFFIXES
 from savedhub.errors import IntegrityError, InvalidHandleError, PublishError, TransferError
 
@@ -137,15 +138,22 @@ def _send(
     if response.status_code != 201:
         raise _refusal(response, model_url)
     body = response.json()
-    metadata = body.get("metadata", {})
-    server_sha = metadata.get("archive", {}).get("sha256")
+    try:
+        record = VersionRecord.from_json(body.get("metadata"))
+    except MalformedRecordError as exc:
+        raise TransferError(
+            f"{model_url} answered 201 but its record of the version is not one savedhub "
+            f"reads: {exc}. Is the URL a savedhub hub?",
+            model_url,
+        ) from exc
+    server_sha = record.sha256
     if server_sha != sha256:
         raise IntegrityError(
             f"{model_url} recorded SHA-256 {server_sha} but {archive} has {sha256}; the upload "
             "was damaged on the way. Ask the hub's operator to remove the version.",
             model_url,
         )
-    return PushResult(str(body.get("url", model_url)), sha256, size, metadata)
+    return PushResult(str(body.get("url", model_url)), sha256, size, record.to_json())
 
 
 def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> PushResult:

@@ -41,10 +41,11 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from savedhub import config
+from savedhub._wire import VersionRecord
 from savedhub.server import pages
 from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
-from savedhub.server.catalog import Catalog, ModelSummary, Version
+from savedhub.server.catalog import Catalog, ModelSummary
 from savedhub.server.middleware import (
     LOOPBACK_HOSTS,
     HostCheck,
@@ -111,11 +112,11 @@ def _summary_json(request: Request, summary: ModelSummary) -> dict[str, Any]:
     }
 
 
-def _version_json(request: Request, version: Version) -> dict[str, Any]:
+def _version_json(request: Request, version: VersionRecord) -> dict[str, Any]:
     return {
         "version": version.version,
         "url": model_url(request, version.publisher, version.model, version.version),
-        "metadata": version.metadata,
+        "metadata": version.to_json(),
     }
 
 
@@ -190,7 +191,7 @@ async def api_version(request: Request) -> Response:
     return JSONResponse(_version_json(request, record))
 
 
-def _archive_response(request: Request, version: Version) -> Response:
+def _archive_response(request: Request, version: VersionRecord) -> Response:
     storage = hub_of(request).storage
     names = (version.publisher, version.model, version.version)
     headers = {
@@ -205,7 +206,7 @@ def _archive_response(request: Request, version: Version) -> Response:
     )
 
 
-async def _serve_version(request: Request, version: Version) -> Response:
+async def _serve_version(request: Request, version: VersionRecord) -> Response:
     fmt = request.query_params.get(_FORMAT)
     if fmt == "compressed":
         return _archive_response(request, version)
@@ -230,7 +231,7 @@ async def _serve_version(request: Request, version: Version) -> Response:
     return JSONResponse(_version_json(request, version))
 
 
-def _model_page(hub: Hub, version: Version, base: str) -> str:
+def _model_page(hub: Hub, version: VersionRecord, base: str) -> str:
     versions = hub.catalog.versions(version.publisher, version.model)
     readme = hub.readmes.get(version.name, lambda: hub.catalog.readme(version))
     return pages.render_model(version, versions, readme, base)
@@ -243,7 +244,7 @@ async def version_route(request: Request) -> Response:
     return await _serve_version(request, record)
 
 
-async def _published(request: Request) -> Version | Response:
+async def _published(request: Request) -> VersionRecord | Response:
     """The version the path names, or the 400/404 answer saying why there is none."""
     p, m, v = (request.path_params[k] for k in ("publisher", "model", "version"))
     if (refusal := _bad_version(request, v)) is not None:

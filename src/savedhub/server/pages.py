@@ -8,6 +8,7 @@ markdown-it's link check), within size limits, once per version.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
@@ -17,7 +18,8 @@ from typing import Any
 import jinja2
 
 from savedhub._io.units import human_size
-from savedhub.server.catalog import ModelSummary, Version
+from savedhub._wire import VersionRecord
+from savedhub.server.catalog import ModelSummary
 from savedhub.server.names import latest as latest_version
 from savedhub.server.readme import ShownReadme, render_inline
 
@@ -67,9 +69,9 @@ def _tensor_rows(specs: Any) -> list[TensorRow]:
     ]
 
 
-def signature_views(metadata: dict[str, Any]) -> list[SignatureView]:
-    """The signatures recorded in a version's metadata, ready for the page."""
-    signatures = metadata.get("info", {}).get("signatures") or {}
+def signature_views(info: Mapping[str, Any]) -> list[SignatureView]:
+    """The signatures in a version's description, ready for the page."""
+    signatures = info.get("signatures") or {}
     if isinstance(signatures, dict):
         items = sorted(signatures.items())
     else:
@@ -85,11 +87,11 @@ def _when(created: str) -> str:
     return created[:16].replace("T", " ") + (" UTC" if created.endswith("+00:00") else "")
 
 
-def _facts(version: Version) -> list[tuple[str, str]]:
-    info = version.metadata.get("info", {})
+def _facts(version: VersionRecord) -> list[tuple[str, str]]:
+    info = version.info
     facts = [("Version", version.version), ("Published", _when(version.created))]
-    if version.metadata.get("format_name"):
-        facts.append(("Format", str(version.metadata["format_name"])))
+    if version.format_name:
+        facts.append(("Format", version.format_name))
     if "variables" in info:
         trainable = info.get("trainable_variables")
         extra = f" ({trainable:,} trainable)" if trainable is not None else ""
@@ -97,7 +99,7 @@ def _facts(version: Version) -> list[tuple[str, str]]:
     if "variable_bytes" in info:
         facts.append(("Variable size", human_size(float(info["variable_bytes"]))))
     facts.append(("Archive", human_size(version.archive_size)))
-    facts.append(("Unpacked", human_size(float(version.metadata.get("extracted_size", 0)))))
+    facts.append(("Unpacked", human_size(float(version.extracted_size))))
     return facts
 
 
@@ -106,7 +108,7 @@ class _Card:
     publisher: str
     model: str
     versions: list[str]
-    latest: Version
+    latest: VersionRecord
     size: str
     summary: str
 
@@ -122,7 +124,7 @@ def render_index(
     """The front page (or one publisher's page): models grouped by publisher."""
     groups: dict[str, list[_Card]] = {}
     for s in summaries:
-        summary = render_inline(str(s.latest.metadata.get("summary", "")))
+        summary = render_inline(s.latest.summary)
         groups.setdefault(s.publisher, []).append(
             _Card(
                 s.publisher,
@@ -149,7 +151,7 @@ def render_index(
 
 
 def render_model(
-    version: Version, versions: list[str], readme: ShownReadme | None, base_url: str
+    version: VersionRecord, versions: list[str], readme: ShownReadme | None, base_url: str
 ) -> str:
     """A model's page, for one of its versions."""
     url = f"{base_url}/{version.publisher}/{version.model}/{version.version}"
@@ -164,7 +166,7 @@ def render_model(
             latest=latest_version(versions),
             readme_html=readme.html if readme else "",
             readme_note=readme.note if readme else "",
-            signatures=signature_views(version.metadata),
+            signatures=signature_views(version.info),
             facts=_facts(version),
         )
     )

@@ -25,7 +25,7 @@ CHUNK_SIZE = 1024 * 1024
 _SINGLE_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 # Positions up to 18 digits fit any file; longer ones (leading zeros aside) are past every end.
 _MAX_POSITION_DIGITS = 18
-_BEYOND_ANY_FILE = 10**_MAX_POSITION_DIGITS
+_BEYOND_ANY_FILE: int = 10**_MAX_POSITION_DIGITS
 # An entity tag in a list, its weak prefix outside the group: W/"abc", "abc".
 _ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')
 
