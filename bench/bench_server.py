@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,22 +228,33 @@ def tree_rss_mib(pid: int) -> float:
 
 
 @contextmanager
+def every(interval: float, action: Callable[[], None]) -> Iterator[None]:
+    """Calls ``action`` every ``interval`` seconds in a background thread while the block runs."""
+    stop = Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            action()
+
+    worker = Thread(target=loop, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+
+
+@contextmanager
 def peak_rss(pid: int) -> Iterator[list[float]]:
     """Samples the process tree's RSS every 50 ms; the list holds the peak afterwards."""
     peak = [tree_rss_mib(pid)]
-    stop = Event()
 
     def sample() -> None:
-        while not stop.wait(0.05):
-            peak[0] = max(peak[0], tree_rss_mib(pid))
+        peak[0] = max(peak[0], tree_rss_mib(pid))
 
-    sampler = Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with every(0.05, sample):
         yield peak
-    finally:
-        stop.set()
-        sampler.join()
 
 
 def _request(port: int, path: str) -> bytes:
@@ -268,19 +279,8 @@ def probe_once(port: int, path: str) -> float | None:
 def probing(port: int, path: str) -> Iterator[list[float | None]]:
     """A probe every 0.1 s while the block runs; the list holds their latencies."""
     latencies: list[float | None] = []
-    stop = Event()
-
-    def loop() -> None:
-        while not stop.wait(0.1):
-            latencies.append(probe_once(port, path))
-
-    prober = Thread(target=loop, daemon=True)
-    prober.start()
-    try:
+    with every(0.1, lambda: latencies.append(probe_once(port, path))):
         yield latencies
-    finally:
-        stop.set()
-        prober.join()
 
 
 def probe_stats(latencies: list[float | None]) -> tuple[float, float, int]:
