@@ -191,6 +191,7 @@ def test_the_host_header_is_checked_before_any_page_or_redirect_uses_it(
     hub: RunningHub, published: str
 ) -> None:
     port = hub.url.rsplit(":", 1)[1]
+    assert "Answering requests for Host 127.0.0.1, ::1, localhost" in hub.output()
     forged = httpx.get(published, headers={**HTML, "Host": "evil.example"})
     assert forged.status_code == 400 and "'evil.example'" in forged.json()["error"]
     assert "--allowed-hosts" in forged.json()["error"] and "--public-url" in forged.json()["error"]

@@ -182,12 +182,9 @@ def _bad_version(request: Request, version: str) -> Response | None:
 async def api_version(request: Request) -> Response:
     if request.method == "PUT":
         return await upload(request)
-    p, m, v = (request.path_params[k] for k in ("publisher", "model", "version"))
-    if (refusal := _bad_version(request, v)) is not None:
-        return refusal
-    record = await run_in_threadpool(hub_of(request).catalog.get, p, m, v)
-    if record is None:
-        return await _not_found(request, p, m, v)
+    record = await _published(request)
+    if isinstance(record, Response):
+        return record
     return JSONResponse(_version_json(request, record))
 
 

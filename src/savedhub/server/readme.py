@@ -10,7 +10,8 @@ on the event loop would stall every other request. So the hub
   cell separators (``|``); past that the text is shown without table layout;
 * renders each version's README once, in a worker thread, and keeps the HTML in
   a bounded in-memory cache (versions are immutable, so it never goes stale);
-  concurrent first views of one version wait for a single render.
+  concurrent first views of one version wait for a single render, and renders
+  of different versions take turns.
 
 Publishers are told at upload time (:func:`readme_warnings`) when their README
 is past either limit.
@@ -132,6 +133,9 @@ class ReadmeCache:
         self._held = 0
         self._rendering: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        # One render at a time: rendering is pure Python, so parallel renders gain nothing
+        # under the GIL and only take more of it from the event loop's thread.
+        self._render_slot = threading.Lock()
 
     def _lookup(self, key: str) -> ShownReadme | None:
         with self._lock:
@@ -159,7 +163,8 @@ class ReadmeCache:
                 stored = load()
                 if stored is None:
                     return None
-                shown = render_readme(stored)
+                with self._render_slot:
+                    shown = render_readme(stored)
                 self._keep(key, shown)
                 return shown
         finally:
