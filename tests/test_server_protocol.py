@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from hubserver import RunningHub, running_hub
+from savedhub.errors import InvalidHandleError
 from savedhub.publish.pack import pack
 from savedhub.publish.push import push
 
@@ -127,6 +128,8 @@ def test_versions_are_positive_integers_ordered_as_numbers(hub: RunningHub, arch
         ):
             answer = httpx.get(url)
             assert answer.status_code == 400 and "positive integers" in answer.json()["error"]
+    with pytest.raises(InvalidHandleError, match="positive integers"):  # before uploading
+        push(archive, f"{hub.url}/acme/numbered/1.0", token=TOKEN)
     page = httpx.get(f"{hub.url}/acme/numbered/v11", headers=HTML)
     assert page.status_code == 400 and "positive integers" in page.text
     assert [p.name for p in (hub.root / "acme/numbered").iterdir()].count("1.0") == 0

@@ -15,15 +15,33 @@ that record, typed; :meth:`VersionRecord.from_json` is its one reader and
      "format_name": "TF2 SavedModel",
      "info": {...what `savedhub info` reports: signatures, variables, sizes...}}
 
+Versions are positive integers (:func:`is_valid_version`), on both sides.
 It imports neither the server's web framework nor TensorFlow: ``push`` runs
 without the ``[server]`` extra.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+# The hosting protocol's versions: 1, 2, 3, ... (no sign, no leading zero, at most 18 digits).
+VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
+
+
+def is_valid_version(version: str) -> bool:
+    """True when ``version`` is a positive integer written plainly (``1``, ``10``)."""
+    return VERSION_PATTERN.fullmatch(version) is not None
+
+
+def version_error(version: str) -> str:
+    """Why ``version`` is refused, and what to use instead."""
+    return (
+        f"version {version!r} is not allowed: versions are positive integers (1, 2, 3, ...), "
+        "as in the TF Hub hosting protocol."
+    )
 
 
 class MalformedRecordError(ValueError):

@@ -21,7 +21,12 @@ from typing import Any
 import httpx
 
 from savedhub import config
-from savedhub._wire import MalformedRecordError, VersionRecord
+from savedhub._wire import (
+    MalformedRecordError,
+    VersionRecord,
+    is_valid_version,
+    version_error,
+)
 from savedhub.client.handles import ARCHIVE_SUFFIXES
 from savedhub.errors import IntegrityError, InvalidHandleError, PublishError, TransferError
 
@@ -48,7 +53,8 @@ def upload_url(model_url: str) -> tuple[str, str]:
         ('http://hub:8080/api/models/acme/mul/1', 'http://hub:8080/acme/mul/1')
 
     Raises:
-        InvalidHandleError: the URL is not http(s) or has no publisher/model/version.
+        InvalidHandleError: the URL is not http(s), has no publisher/model/version, or
+            its version is not a positive integer.
     """
     parts = urllib.parse.urlsplit(model_url.strip())
     segments = [s for s in parts.path.split("/") if s]
@@ -61,6 +67,10 @@ def upload_url(model_url: str) -> tuple[str, str]:
             model_url,
         )
     prefix, (publisher, model, version) = segments[:-3], segments[-3:]
+    if not is_valid_version(version):
+        raise InvalidHandleError(
+            f"Cannot push to {model_url!r}: {version_error(version)}", model_url
+        )
     base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", "")).rstrip("/")
     root = "/".join([base, *prefix])
     return (

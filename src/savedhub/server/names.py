@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 
+from savedhub._wire import is_valid_version, version_error
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # First path segments the server routes itself; a publisher of that name would be unreachable.
 RESERVED_PUBLISHERS = frozenset({"api", "static", "favicon.ico", "robots.txt", "healthz"})
-# The hosting protocol's versions: 1, 2, 3, ... (no sign, no leading zero, at most 18 digits).
-VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
 
 
 class InvalidNameError(ValueError):
@@ -49,19 +49,6 @@ def check_name(kind: str, name: str) -> str:
             f"publisher name {name!r} is reserved by the server's own URLs; pick another."
         )
     return name
-
-
-def is_valid_version(version: str) -> bool:
-    """True when ``version`` is a positive integer written plainly (``1``, ``10``)."""
-    return VERSION_PATTERN.fullmatch(version) is not None
-
-
-def version_error(version: str) -> str:
-    """Why ``version`` is refused, and what to use instead."""
-    return (
-        f"version {version!r} is not allowed: versions are positive integers (1, 2, 3, ...), "
-        "as in the TF Hub hosting protocol."
-    )
 
 
 def check_version(version: str) -> str:
