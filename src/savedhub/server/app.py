@@ -41,7 +41,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from savedhub import config
-from savedhub._wire import VersionRecord
+from savedhub._wire import VersionRecord, is_valid_version, version_error
 from savedhub.server import pages
 from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
@@ -52,7 +52,7 @@ from savedhub.server.middleware import (
     StandardHeaders,
     public_base_url,
 )
-from savedhub.server.names import is_valid_name, is_valid_version, version_error
+from savedhub.server.names import is_valid_name
 from savedhub.server.responses import RangeFileResponse, digest_headers
 from savedhub.server.state import Hub, base_url, hub_of, model_url, wants_html
 from savedhub.server.storage import Storage, open_storage
@@ -213,7 +213,7 @@ async def _serve_version(request: Request, version: VersionRecord) -> Response:
         names = (version.publisher, version.model, version.version)
         storage = hub_of(request).storage
         folder = await run_in_threadpool(storage.folder_url, *names, layout.FOLDER)
-        target = folder or f"{model_url(request, *names)}/{_FILES}"
+        target = folder or _listing_url(request, version)
         return PlainTextResponse(target, status_code=303, headers={"location": target})
     if fmt is not None:
         return _error(
@@ -251,6 +251,10 @@ async def _published(request: Request) -> VersionRecord | Response:
     return record if record is not None else await _not_found(request, p, m, v)
 
 
+def _listing_url(request: Request, version: VersionRecord) -> str:
+    return f"{model_url(request, version.publisher, version.model, version.version)}/{_FILES}"
+
+
 async def files_listing(request: Request) -> Response:
     """The files of a version's SavedModel folder, each with the URL that serves it:
     where ``?tf-hub-format=uncompressed`` sends clients when storage is local."""
@@ -258,7 +262,7 @@ async def files_listing(request: Request) -> Response:
     if isinstance(record, Response):
         return record
     files = await run_in_threadpool(hub_of(request).catalog.files, record)
-    base = f"{model_url(request, record.publisher, record.model, record.version)}/{_FILES}"
+    base = _listing_url(request, record)
     listed = [
         {"path": path, "size": size, "url": f"{base}/{urllib.parse.quote(path)}"}
         for path, size in files.items()
@@ -275,7 +279,7 @@ async def folder_file(request: Request) -> Response:
     path = request.path_params["path"]
     size = (await run_in_threadpool(hub.catalog.files, record)).get(path)
     if size is None:
-        listing = f"{model_url(request, record.publisher, record.model, record.version)}/{_FILES}"
+        listing = _listing_url(request, record)
         return _error(request, 404, f"{record.name} has no file {path!r}; see {listing}")
     names = (record.publisher, record.model, record.version, layout.FOLDER)
     # Strong: versions are immutable, so the archive's digest and the path fix the bytes.
@@ -297,7 +301,7 @@ async def model_route(request: Request) -> Response:
         return await _not_found(request, p, m)
     if request.query_params.get(_FORMAT) == "compressed":
         # Redirect rather than answer here, so clients cache the archive under its version.
-        # (The uncompressed answer is a 303 to the latest folder itself: nothing is cached.)
+        # (The uncompressed answer is the latest version's own 303, to its folder or listing.)
         target = f"{model_url(request, p, m, latest.version)}?{request.url.query}"
         return RedirectResponse(target, status_code=302)
     return await _serve_version(request, latest)

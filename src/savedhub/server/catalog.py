@@ -12,9 +12,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from savedhub._wire import VersionRecord
+from savedhub._wire import VersionRecord, is_valid_version
 from savedhub.server import storage as layout
-from savedhub.server.names import is_valid_name, is_valid_version, latest, version_key
+from savedhub.server.names import is_valid_name, latest, version_key
 from savedhub.server.readme import MAX_README_BYTES, StoredReadme
 from savedhub.server.storage import Storage
 
