@@ -21,6 +21,7 @@ HEAD is answered wherever GET is.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import urllib.parse
@@ -127,7 +128,9 @@ async def front_page(request: Request) -> Response:
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
     empty = not summaries and not query
-    return _page(pages.render_index(summaries, query, base_url(request), empty=empty))
+    # Off the event loop, like every page: its cost grows with the number of models.
+    render = functools.partial(pages.render_index, empty=empty)
+    return _page(await run_in_threadpool(render, summaries, query, base_url(request)))
 
 
 async def publisher_page(request: Request) -> Response:
@@ -140,7 +143,8 @@ async def publisher_page(request: Request) -> Response:
         return await _not_found(request, publisher)
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
-    return _page(pages.render_index(summaries, "", base_url(request), publisher=publisher))
+    render = functools.partial(pages.render_index, publisher=publisher)
+    return _page(await run_in_threadpool(render, summaries, "", base_url(request)))
 
 
 async def api_models(request: Request) -> Response:
