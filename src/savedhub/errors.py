@@ -12,6 +12,7 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     │   ├── IntegrityError                   bytes arrived but do not match their digest
     │   └── NotAnArchiveError                an HTML page or other non-archive body arrived
     ├── UnsafeArchiveError (ValueError)      an archive tries to escape or explode
+    │   └── ArchiveLimitError                past a limit on size, members, names, headers
     ├── CacheLockTimeout (TimeoutError)      another process held the entry too long
     ├── CacheFullError (OSError)             the disk holding the cache is full
     ├── MissingOpError (ImportError)         the model needs ops of a package not installed
@@ -97,6 +98,11 @@ class UnsafeArchiveError(SavedhubError, ValueError):
     def __init__(self, message: str, member: str | None = None) -> None:
         super().__init__(message)
         self.member = member
+
+
+class ArchiveLimitError(UnsafeArchiveError):
+    """The archive goes past a limit on its expanded size, members, names or headers
+    (the message names the limit and the setting that raises it)."""
 
 
 class CacheLockTimeout(SavedhubError, TimeoutError):
