@@ -347,12 +347,32 @@ def _cache_rm(args: argparse.Namespace) -> int:
     arg("--port", type=int, default=8080, help="port to listen on (default 8080)"),
     arg("--tokens-file", metavar="FILE", help="publishing tokens, one a line (else uploads off)"),
     arg("--max-upload", type=_size, metavar="SIZE", help="largest upload (default 4GiB)"),
+    arg(
+        "--max-unpacked",
+        type=_size,
+        metavar="SIZE",
+        help="most an upload may expand to when unpacked (default 4 x --max-upload)",
+    ),
+    arg(
+        "--upload-idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="drop an upload that sends nothing for this long, freeing its version (default 60)",
+    ),
 )
 def _serve(args: argparse.Namespace) -> int:
     from savedhub.server import serve
 
     options = {"max_upload_bytes": args.max_upload} if args.max_upload else {}
-    serve(args.root, args.host, args.port, args.tokens_file, **options)
+    serve(
+        args.root,
+        args.host,
+        args.port,
+        args.tokens_file,
+        max_unpacked_bytes=args.max_unpacked,
+        upload_idle_timeout=args.upload_idle_timeout,
+        **options,
+    )
     return EXIT_OK
 
 

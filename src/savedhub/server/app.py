@@ -39,13 +39,13 @@ from savedhub.server import pages
 from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
 from savedhub.server.catalog import Catalog, ModelSummary, Version
-from savedhub.server.names import is_valid_name
+from savedhub.server.limits import DEFAULT_MAX_UPLOAD_BYTES, UploadLimits
+from savedhub.server.names import InvalidNameError, check_names, is_valid_name
 from savedhub.server.responses import RangeFileResponse, digest_headers
 from savedhub.server.state import Hub, base_url, hub_of, model_url, wants_html
 from savedhub.server.storage import Storage, open_storage
 from savedhub.server.uploads import upload
 
-DEFAULT_MAX_UPLOAD_BYTES = 4 * 2**30
 _FORMAT = "tf-hub-format"
 
 
@@ -79,7 +79,12 @@ def _error(
 async def _not_found(
     request: Request, publisher: str, model: str | None = None, version: str | None = None
 ) -> Response:
-    """404 that names what does exist at the deepest level that matched."""
+    """404 that names what does exist at the deepest level that matched (400 for a
+    name the hub never accepts)."""
+    try:
+        check_names(publisher, model, version)
+    except InvalidNameError as exc:
+        return _error(request, 400, str(exc))
     catalog = hub_of(request).catalog
     message, available = await run_in_threadpool(catalog.explain_missing, publisher, model, version)
     return _error(request, 404, message, available=available)
@@ -247,6 +252,8 @@ def create_app(
     tokens: Any = None,
     tokens_file: str | os.PathLike[str] | None = None,
     max_upload_bytes: int | None = None,
+    max_unpacked_bytes: int | None = None,
+    upload_idle_timeout: float | None = None,
 ) -> Starlette:
     """The hub as an ASGI application serving the models under ``root``.
 
@@ -256,6 +263,8 @@ def create_app(
             publishers it may publish as. With no tokens at all uploads are off.
         tokens_file: a file of tokens (format in :mod:`savedhub.server.auth`).
         max_upload_bytes: the largest archive accepted (default 4 GiB).
+        max_unpacked_bytes: the most an archive may expand to (default 4 x max_upload_bytes).
+        upload_idle_timeout: seconds an upload may send nothing before it is dropped (60).
 
     Example:
         >>> app = create_app("/srv/hub", tokens=["s3cr3t"])  # uvicorn.run(app)
@@ -265,7 +274,11 @@ def create_app(
         storage=store,
         catalog=Catalog(store),
         rules=load_rules(tokens, tokens_file, config.serve_tokens()),
-        max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+        limits=UploadLimits(
+            max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+            max_unpacked_bytes,
+            upload_idle_timeout or UploadLimits.idle_seconds,
+        ),
     )
     read = ["GET", "HEAD"]
     routes = [

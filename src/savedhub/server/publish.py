@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from savedhub._io.tarlimits import ExtractLimits
 from savedhub.server import storage as layout
 from savedhub.server.inspector import InspectionFailed, Inspector
 
@@ -29,11 +30,15 @@ logger = logging.getLogger("savedhub")
 
 
 class UploadRejected(Exception):
-    """The upload is not a publishable model; ``findings`` say why (HTTP 422)."""
+    """The upload is not a publishable model; ``findings`` say why. ``status`` is the HTTP
+    answer: 422, or 413 when the archive goes past one of the hub's limits."""
 
-    def __init__(self, message: str, findings: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, message: str, findings: list[dict[str, Any]] | None = None, status: int = 422
+    ) -> None:
         super().__init__(message)
         self.findings = findings or []
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -90,21 +95,24 @@ def build_version(
     model: str,
     version: str,
     inspector: Inspector,
+    limits: ExtractLimits,
 ) -> dict[str, Any]:
     """Fill ``staging`` with the layout of one version and return its metadata.
 
     Raises:
-        UploadRejected: the archive is unsafe, holds no SavedModel, does not parse,
-            or has lint errors.
+        UploadRejected: the archive is unsafe or past ``limits``, holds no SavedModel,
+            does not parse, or has lint errors.
     """
     from savedhub import archive
-    from savedhub.errors import NotAnArchiveError, UnsafeArchiveError
+    from savedhub.errors import ArchiveLimitError, NotAnArchiveError, UnsafeArchiveError
 
     folder = staging / layout.FOLDER
     name = f"{publisher}/{model}/{version}"
     try:
         with open(received.path, "rb") as f:
-            archive.extract(f, folder, source=f"the upload for {name}")
+            archive.extract(f, folder, source=f"the upload for {name}", limits=limits)
+    except ArchiveLimitError as exc:
+        raise UploadRejected(f"The archive for {name} was refused: {exc}", status=413) from exc
     except (UnsafeArchiveError, NotAnArchiveError) as exc:
         raise UploadRejected(f"The archive for {name} was refused: {exc}") from exc
     _require_saved_model_at_root(folder, name)

@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from savedhub.server.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+from savedhub.server.app import create_app
+from savedhub.server.limits import DEFAULT_MAX_UPLOAD_BYTES
 
 logger = logging.getLogger("savedhub")
 
@@ -42,6 +43,8 @@ def serve(
     tokens_file: str | os.PathLike[str] | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     log_level: str = "info",
+    max_unpacked_bytes: int | None = None,
+    upload_idle_timeout: float | None = None,
 ) -> None:
     """Serve the models under ``root`` until interrupted.
 
@@ -57,7 +60,13 @@ def serve(
     logger.setLevel(log_level.upper())
     if "://" not in os.fspath(root):
         os.makedirs(root, exist_ok=True)
-    app = create_app(root, tokens_file=tokens_file, max_upload_bytes=max_upload_bytes)
+    app = create_app(
+        root,
+        tokens_file=tokens_file,
+        max_upload_bytes=max_upload_bytes,
+        max_unpacked_bytes=max_unpacked_bytes,
+        upload_idle_timeout=upload_idle_timeout,
+    )
     print(startup_message(app, host, port), file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
 

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from savedhub.server.auth import TokenRules
 from savedhub.server.catalog import Catalog
 from savedhub.server.inspector import Inspector
+from savedhub.server.limits import UploadLimits
 from savedhub.server.storage import Storage
 
 
@@ -19,7 +20,7 @@ class Hub:
     storage: Storage
     catalog: Catalog
     rules: TokenRules
-    max_upload_bytes: int
+    limits: UploadLimits
     in_flight: set[tuple[str, str, str]] = field(default_factory=set)
     inspector: Inspector = field(default_factory=Inspector)
 
