@@ -12,6 +12,7 @@ request sent while the attack is under way is answered before the attack is.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import io
 import lzma
 import os
@@ -47,7 +48,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
         base,
         tokens_file=tokens,
         max_upload=MAX_UPLOAD,
-        extra_args=["--upload-idle-timeout", str(IDLE_SECONDS)],
+        extra_args=["--upload-idle-timeout", str(IDLE_SECONDS), "--inspector-idle", "2"],
         address_space=ADDRESS_SPACE,
         env={"SAVEDHUB_MAX_EXTRACT_MEMBERS": str(MAX_MEMBERS)},
     ) as running:
@@ -235,6 +236,23 @@ def test_a_stalled_upload_is_dropped_and_frees_its_version(
     assert published.status_code == 201, published.text
     assert hub.peak_rss_mib() < PEAK_RSS_MIB
 
+    # The inspector (TensorFlow, a process of its own) read that upload, then goes away
+    # once idle (--inspector-idle 2), so an idle hub holds no TensorFlow.
+    assert _children(hub.process.pid), "the inspector should be up right after an upload"
+    deadline = time.monotonic() + 60  # a hang guard
+    while _children(hub.process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _children(hub.process.pid) == []
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (each thread lists the children it started)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the thread ended meanwhile
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
 
 def test_probes_answer_while_many_uploads_stall(hub: RunningHub) -> None:
     port = int(hub.url.rsplit(":", 1)[1])
@@ -256,3 +274,64 @@ def test_probes_answer_while_many_uploads_stall(hub: RunningHub) -> None:
     finally:
         for conn in sockets:
             conn.close()
+
+
+def _start_upload(hub: RunningHub, path: str, body: bytes) -> socket.socket:
+    """A PUT of ``body`` with only its first half sent: an upload in flight."""
+    port = int(hub.url.rsplit(":", 1)[1])
+    conn = socket.create_connection(("127.0.0.1", port), timeout=120)
+    head = (
+        f"PUT /api/models/{path} HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {TOKEN}"
+        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    conn.sendall(head.encode() + body[: len(body) // 2])
+    return conn
+
+
+def _session_upload(root: Path, pid: int) -> Path:
+    """The scratch file of the upload in flight on the server ``pid``."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list((root / ".incoming").glob(f"session-{pid}-*/upload-*"))
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no upload in flight for server {pid}")
+
+
+def test_crashed_uploads_are_reaped_at_start_and_live_ones_kept_world_readable(
+    tmp_path: Path, my_mul_archive: bytes
+) -> None:
+    root = tmp_path / "root"
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"{TOKEN}\n")
+    with running_hub(root, tmp_path, tokens_file=tokens, umask=0o077) as live:
+        in_flight = _start_upload(live, "acme/live/1", my_mul_archive)
+        live_file = _session_upload(root, live.process.pid)
+
+        with (
+            running_hub(root, tmp_path, tokens_file=tokens) as doomed,
+            _start_upload(doomed, "acme/doomed/1", my_mul_archive),
+        ):
+            doomed_file = _session_upload(root, doomed.process.pid)
+            doomed.process.kill()  # SIGKILL mid-upload: nothing of its own cleans up
+            doomed.process.wait()
+        assert doomed_file.exists()
+
+        with running_hub(root, tmp_path, tokens_file=tokens):
+            pass  # a server starting on the same root reaps what the dead one left...
+        assert not doomed_file.parent.exists()
+        assert live_file.exists()  # ...and leaves the live server's upload alone
+
+        with in_flight:
+            in_flight.sendall(my_mul_archive[len(my_mul_archive) // 2 :])
+            reply = b""
+            while chunk := in_flight.recv(65536):
+                reply += chunk
+        assert _status(reply) == 201, reply
+
+    # Published under umask 077, yet readable by a web server or another user.
+    version = root / "acme" / "live" / "1"
+    for path in [root / "acme", root / "acme" / "live", *version.rglob("*"), version]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))

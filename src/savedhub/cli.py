@@ -359,6 +359,13 @@ def _cache_rm(args: argparse.Namespace) -> int:
         metavar="SECONDS",
         help="drop an upload that sends nothing for this long, freeing its version (default 60)",
     ),
+    arg(
+        "--inspector-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop the upload inspector (TensorFlow, ~570 MB) this long after its last "
+        "upload (default 60)",
+    ),
 )
 def _serve(args: argparse.Namespace) -> int:
     from savedhub.server import serve
@@ -371,6 +378,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.tokens_file,
         max_unpacked_bytes=args.max_unpacked,
         upload_idle_timeout=args.upload_idle_timeout,
+        inspector_idle=args.inspector_idle,
         **options,
     )
     return EXIT_OK

@@ -39,6 +39,7 @@ from savedhub.server import pages
 from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
 from savedhub.server.catalog import Catalog, ModelSummary, Version
+from savedhub.server.inspector import IDLE_SECONDS, Inspector
 from savedhub.server.limits import DEFAULT_MAX_UPLOAD_BYTES, UploadLimits
 from savedhub.server.names import InvalidNameError, check_names, is_valid_name
 from savedhub.server.responses import RangeFileResponse, digest_headers
@@ -254,6 +255,7 @@ def create_app(
     max_upload_bytes: int | None = None,
     max_unpacked_bytes: int | None = None,
     upload_idle_timeout: float | None = None,
+    inspector_idle: float | None = None,
 ) -> Starlette:
     """The hub as an ASGI application serving the models under ``root``.
 
@@ -265,6 +267,8 @@ def create_app(
         max_upload_bytes: the largest archive accepted (default 4 GiB).
         max_unpacked_bytes: the most an archive may expand to (default 4 x max_upload_bytes).
         upload_idle_timeout: seconds an upload may send nothing before it is dropped (60).
+        inspector_idle: seconds the upload inspector (TensorFlow, ~570 MB) stays up after
+            its last upload (60).
 
     Example:
         >>> app = create_app("/srv/hub", tokens=["s3cr3t"])  # uvicorn.run(app)
@@ -279,6 +283,7 @@ def create_app(
             max_unpacked_bytes,
             upload_idle_timeout or UploadLimits.idle_seconds,
         ),
+        inspector=Inspector(idle=inspector_idle or IDLE_SECONDS),
     )
     read = ["GET", "HEAD"]
     routes = [
@@ -294,6 +299,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if hub.rules.uploads_enabled:  # make this server's scratch space, reaping crashed uploads
+            await run_in_threadpool(hub.storage.scratch_dir)
         yield
         await run_in_threadpool(hub.inspector.close)
 

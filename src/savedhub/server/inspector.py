@@ -5,8 +5,8 @@ TensorFlow. That happens in a separate worker process, so a model that
 crashes or hangs the parser costs its own upload (refused), never the
 server, and a hub that only serves downloads never loads TensorFlow (about
 60 MiB instead of 600). The worker is started by the first upload, reused by
-the next ones (TensorFlow is imported once), and stopped after ten idle
-minutes.
+the next ones (TensorFlow is imported once), and stopped after a minute
+without uploads (``--inspector-idle``), so an idle hub holds no TensorFlow.
 
 The worker speaks JSON lines on stdin/stdout: ``{"folder": ..., "name": ...}``
 in, ``{"findings": [...], "info": {...}}`` or ``{"error": "..."}`` out.
@@ -27,7 +27,9 @@ from typing import IO, Any
 logger = logging.getLogger("savedhub")
 
 INSPECT_TIMEOUT = 300.0
-IDLE_SECONDS = 600.0
+# TensorFlow makes the worker about 570 MB: it is not kept for long once uploads stop
+# (the next upload pays the start again, a few seconds). `savedhub serve --inspector-idle`.
+IDLE_SECONDS = 60.0
 WORKER_COMMAND = "from savedhub.server.inspector import serve_requests; serve_requests()"
 
 

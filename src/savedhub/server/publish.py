@@ -88,6 +88,17 @@ def _folder_size(folder: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
+def _make_world_readable(staging: Path) -> None:
+    """Folders 0755 and files 0644, whatever the umask (``mkdtemp`` and ``mkstemp`` make
+    0700 and 0600): a web server or another user serving the root must read them."""
+    for folder, _subfolders, files in os.walk(staging):
+        os.chmod(folder, 0o755)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
+
+
 def build_version(
     received: ReceivedArchive,
     staging: Path,
@@ -151,6 +162,7 @@ def build_version(
         "format_name": described.pop("format_name"),
     }
     (staging / layout.METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    _make_world_readable(staging)
     logger.info("prepared %s (%d bytes, sha256 %s)", name, received.size, received.sha256)
     return metadata
 

@@ -45,6 +45,7 @@ def serve(
     log_level: str = "info",
     max_unpacked_bytes: int | None = None,
     upload_idle_timeout: float | None = None,
+    inspector_idle: float | None = None,
 ) -> None:
     """Serve the models under ``root`` until interrupted.
 
@@ -66,6 +67,7 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         max_unpacked_bytes=max_unpacked_bytes,
         upload_idle_timeout=upload_idle_timeout,
+        inspector_idle=inspector_idle,
     )
     print(startup_message(app, host, port), file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
