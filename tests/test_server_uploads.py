@@ -16,7 +16,10 @@ import contextlib
 import io
 import lzma
 import os
+import re
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -335,3 +338,17 @@ def test_crashed_uploads_are_reaped_at_start_and_live_ones_kept_world_readable(
     for path in [root / "acme", root / "acme" / "live", *version.rglob("*"), version]:
         mode = path.stat().st_mode & 0o777
         assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
+
+
+def test_the_readme_documents_every_limit_flag_of_serve() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "savedhub.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    limits = {f for f in re.findall(r"--[a-z-]+", shown) if re.search("max|timeout|idle", f)}
+    assert {"--max-upload", "--max-unpacked", "--upload-idle-timeout", "--inspector-idle"} <= limits
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert [flag for flag in sorted(limits) if f"`{flag}" not in readme] == []
+    assert "SAVEDHUB_MAX_EXTRACT_MEMBERS" in readme
