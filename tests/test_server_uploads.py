@@ -352,3 +352,31 @@ def test_the_readme_documents_every_limit_flag_of_serve() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert [flag for flag in sorted(limits) if f"`{flag}" not in readme] == []
     assert "SAVEDHUB_MAX_EXTRACT_MEMBERS" in readme
+
+
+def _tar_of(*members: tuple[str, bytes, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.linkname = kind, len(data), "a" if kind == b"2" else ""
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [("a", tarfile.REGTYPE, b"x"), ("a/b", tarfile.REGTYPE, b"y")],
+        [("a", tarfile.DIRTYPE, b""), ("a", tarfile.REGTYPE, b"y")],
+        [("b", tarfile.SYMTYPE, b""), ("a", tarfile.SYMTYPE, b""), ("a/c", tarfile.REGTYPE, b"")],
+    ],
+    ids=["file-under-a-file", "file-over-a-folder", "link-loop"],
+)
+def test_members_that_clash_are_refused_with_422_not_500(
+    hub: RunningHub, members: list[tuple[str, bytes, bytes]]
+) -> None:
+    answer = _attack(hub, "acme/clash/1", _tar_of(*members))
+    assert answer.status_code == 422
+    assert "clashes with an earlier member" in answer.json()["error"]
+    _nothing_kept(hub, "acme", "clash")

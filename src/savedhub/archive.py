@@ -73,6 +73,9 @@ _TAR_MAGIC_OFFSET = 257
 # The first bytes of each compressed stream this module unpacks, and its name.
 COMPRESSIONS = {_GZIP_MAGIC: "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 _MAGIC_BYTES = max(len(m) for m in COMPRESSIONS)
+# What writing a member fails with when the archive itself is inconsistent (a file where an
+# earlier member made a folder, a link loop), as opposed to a failing disk.
+_CLASHES = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG})
 
 
 class Readable(Protocol):
@@ -267,13 +270,23 @@ class _Extractor:
                 name = self.check(member)
                 if name is None:
                     continue
-                if member.isdir():
-                    os.makedirs(self.target(name, member.name), exist_ok=True)
-                elif member.isreg():
-                    self.write_file(tar, member, name)
-                else:
-                    self.write_link(member, name)
+                try:
+                    self.write(tar, member, name)
+                except OSError as exc:
+                    if exc.errno not in _CLASHES:
+                        raise
+                    raise _unsafe(
+                        self.source, member.name, f"clashes with an earlier member ({exc.strerror})"
+                    ) from exc
         return self.result
+
+    def write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:
+        if member.isdir():
+            os.makedirs(self.target(name, member.name), exist_ok=True)
+        elif member.isreg():
+            self.write_file(tar, member, name)
+        else:
+            self.write_link(member, name)
 
 
 def extract(

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from savedhub.server.auth import Verdict
@@ -163,6 +163,9 @@ async def upload(request: Request) -> Response:
             received = await _receive_archive(request, scratch, limits)
         except _TooLarge:
             return too_large
+        except ClientDisconnect:  # the publisher went away: nobody reads an answer
+            logger.info("the upload for %s was abandoned by its client", name)
+            return Response(status_code=400)
         except _Stalled:
             return JSONResponse(
                 {
