@@ -27,6 +27,8 @@ from typing import IO, Any
 logger = logging.getLogger("savedhub")
 
 INSPECT_TIMEOUT = 300.0
+# The longest description the server reads from the worker (it is kept in metadata.json).
+MAX_ANSWER_CHARS = 16 * 2**20
 # TensorFlow makes the worker about 570 MB: it is not kept for long once uploads stop
 # (the next upload pays the start again, a few seconds). `savedhub serve --inspector-idle`.
 IDLE_SECONDS = 60.0
@@ -74,6 +76,13 @@ class Inspector:
                 ) from exc
             finally:
                 self._last_used = time.monotonic()
+            if not line.endswith("\n"):
+                self._stop()  # the rest of its answer is still in the pipe
+                raise InspectionFailed(
+                    f"The description of {name} is larger than {MAX_ANSWER_CHARS} characters "
+                    "(a fixed limit); the model has far more signatures or functions than a "
+                    "published model needs."
+                )
         self._schedule_idle_stop()
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
@@ -121,7 +130,7 @@ def _read_line(stream: IO[str], timeout: float) -> str:
         selector.register(stream, selectors.EVENT_READ)
         if not selector.select(timeout):
             raise TimeoutError
-    line = stream.readline()
+    line = stream.readline(MAX_ANSWER_CHARS + 1)
     if not line:
         raise OSError("the inspector exited")
     return line

@@ -27,6 +27,7 @@ from savedhub.server import storage as layout
 from savedhub.server.inspector import InspectionFailed, Inspector
 
 logger = logging.getLogger("savedhub")
+_README_SUMMARY_BYTES = 64 * 1024
 
 
 class UploadRejected(Exception):
@@ -57,6 +58,15 @@ def readme_summary(markdown: str) -> str:
         if text and not text.startswith(("#", "```", "|", "<", "!", "-", "*", ">", "[")):
             return text[:200]
     return ""
+
+
+def _readme_summary_of(readme: Path) -> str:
+    """The summary from the README's beginning (it may be as large as the unpacked limit)."""
+    if not readme.is_file():
+        return ""
+    with open(readme, "rb") as f:
+        head = f.read(_README_SUMMARY_BYTES)
+    return readme_summary(head.decode("utf-8", "replace"))
 
 
 def _require_saved_model_at_root(folder: Path, name: str) -> None:
@@ -156,7 +166,7 @@ def build_version(
         "files": file_count,
         "extracted_size": extracted_bytes,
         "readme": readme.is_file(),
-        "summary": readme_summary(readme.read_text("utf-8", "replace")) if readme.is_file() else "",
+        "summary": _readme_summary_of(readme),
         "warnings": findings,
         "info": described,
         "format_name": described.pop("format_name"),
