@@ -108,6 +108,20 @@ def put(url: str, path: str, body: bytes) -> str:
     return str(answer.status_code)
 
 
+def concurrently(url: str, path: str, body: bytes, count: int) -> str:
+    """``count`` uploads of ``body`` at once (``path`` has a ``{}`` for the upload's number)."""
+    statuses: list[str] = []
+    threads = [
+        threading.Thread(target=lambda i=i: statuses.append(put(url, path.format(i), body)))
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return "/".join(sorted(set(statuses)))
+
+
 def stalled_uploads(url: str, count: int) -> str:
     """``count`` uploads that send a little and then nothing, until the hub drops them."""
     port = int(url.rsplit(":", 1)[1])
@@ -190,6 +204,10 @@ def main() -> None:
     rows: list[tuple[str, Callable[[str], str]]] = [
         ("idle hub (no upload)", lambda url: (time.sleep(2), "-")[1]),
         *((name, lambda url, p=path, b=body: put(url, p, b)) for name, path, body in uploads),
+        (
+            "4 concurrent uploads of the asset under the limit",
+            lambda url: concurrently(url, "b/big-asset-{}/1", uploads[2][2], 4),
+        ),
         (
             f"20 stalled uploads ({IDLE_SECONDS} s idle timeout)",
             lambda url: stalled_uploads(url, 20),

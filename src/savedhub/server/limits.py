@@ -18,6 +18,9 @@ from savedhub._io.tarlimits import ExtractLimits
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 2**30
 UNPACKED_PER_UPLOAD = 4
 DEFAULT_UPLOAD_IDLE_SECONDS = 60.0
+# Uploads unpacked and checked at once; more wait their turn. Each holds up to ~20 MB of
+# decompression buffers, and the inspector reads one model at a time anyway.
+CONCURRENT_UNPACKS = 2
 
 
 @dataclass(frozen=True)

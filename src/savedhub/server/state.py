@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -9,7 +10,7 @@ from starlette.requests import Request
 from savedhub.server.auth import TokenRules
 from savedhub.server.catalog import Catalog
 from savedhub.server.inspector import Inspector
-from savedhub.server.limits import UploadLimits
+from savedhub.server.limits import CONCURRENT_UNPACKS, UploadLimits
 from savedhub.server.storage import Storage
 
 
@@ -23,6 +24,9 @@ class Hub:
     limits: UploadLimits
     in_flight: set[tuple[str, str, str]] = field(default_factory=set)
     inspector: Inspector = field(default_factory=Inspector)
+    unpacking: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(CONCURRENT_UNPACKS)
+    )
 
 
 def hub_of(request: Request) -> Hub:

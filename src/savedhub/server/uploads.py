@@ -186,16 +186,17 @@ async def upload(request: Request) -> Response:
                 status_code=415,
             )
         staging = Path(tempfile.mkdtemp(prefix="version-", dir=scratch))
-        metadata = await run_in_threadpool(
-            build_version,
-            received,
-            staging,
-            p,
-            m,
-            v,
-            hub.inspector,
-            limits.extract_limits(),
-        )
+        async with hub.unpacking:
+            metadata = await run_in_threadpool(
+                build_version,
+                received,
+                staging,
+                p,
+                m,
+                v,
+                hub.inspector,
+                limits.extract_limits(),
+            )
         await run_in_threadpool(hub.storage.publish, staging, p, m, v)
         staging = None
     except UploadRejected as exc:
