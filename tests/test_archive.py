@@ -253,3 +253,54 @@ def test_a_bzip2_bomb_is_decompressed_in_bounded_pieces(tmp_path: Path) -> None:
     refusal, peak_mib = ran.stdout.strip().splitlines()
     assert "follow the end of the tar archive" in refusal
     assert int(peak_mib) < 150, f"peak {peak_mib} MiB"
+
+
+def _pax(records: dict[str, str], kind: bytes = tarfile.XHDTYPE) -> bytes:
+    """A pax extended header block and its records, written by hand."""
+    body = b""
+    for key, value in records.items():
+        record = f" {key}={value}\n".encode()
+        length = len(record) + len(str(len(record)))
+        length += len(str(length)) - len(str(len(record)))
+        body += str(length).encode() + record
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type, info.size = kind, len(body)
+    padding = b"\0" * (-len(body) % 512)
+    return info.tobuf(format=tarfile.USTAR_FORMAT) + body + padding
+
+
+def _member(name: str, data: bytes, kind: bytes = tarfile.REGTYPE) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, len(data)
+    return info.tobuf(format=tarfile.USTAR_FORMAT) + data + b"\0" * (-len(data) % 512)
+
+
+@pytest.mark.parametrize(
+    ("stream", "why"),
+    [
+        (_pax({"path": "a"}) + _pax({"path": "b"}) + _member("c", b"x"), "more than one"),
+        (_pax({"size": "0"}, tarfile.XGLTYPE) + _member("c", b"x"), "global pax header"),
+        (_pax({"GNU.sparse.size": "10"}) + _member("c", b"x"), "sparse"),
+        (_member("c", b"x", tarfile.GNUTYPE_SPARSE), "sparse"),
+        (_pax({"path": "a" * 300}) + _member("c", b"x"), "255 per part"),
+        (_member("c", b"x") + bytes(1024) + bytes(9 * 2**20), "follow the end"),
+    ],
+    ids=["two-pax", "global-size", "pax-sparse", "gnu-sparse", "long-part", "trailing"],
+)
+def test_tar_headers_beyond_the_limits_are_refused(stream: bytes, why: str, tmp_path: Path) -> None:
+    import gzip
+
+    with pytest.raises(hub.errors.ArchiveLimitError, match=why):
+        _extract(gzip.compress(stream, 1), tmp_path / "out")
+
+
+def test_a_pax_size_is_what_counts(tmp_path: Path) -> None:
+    """The pax ``size`` overrides the header's: the guard follows it as tarfile does."""
+    data = b"y" * 3000
+    stream = _pax({"size": str(len(data))}) + _member("c", b"")[:512] + data
+    stream += b"\0" * (-len(data) % 512) + _member("d", b"z") + bytes(1024)
+    limits = archive.ExtractLimits(max_bytes=2000, max_members=10)
+    with pytest.raises(hub.errors.ArchiveLimitError, match="'c' would make it expand past"):
+        archive.extract(io.BytesIO(stream), tmp_path / "small", source="t", limits=limits)
+    result = archive.extract(io.BytesIO(stream), tmp_path / "out", source="t")
+    assert result.files == {"c": 3000, "d": 1}
