@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from savedhub.archive import compression_of
 from savedhub.server.auth import Verdict
 from savedhub.server.limits import UploadLimits
 from savedhub.server.names import InvalidNameError, check_names
@@ -54,8 +55,6 @@ _HEAD_BYTES = 512
 
 def _other_format(head: bytes) -> str | None:
     """What ``head`` is when it is an archive the hub does not take (only gzip is served)."""
-    from savedhub.archive import compression_of
-
     kind = compression_of(head)
     if kind is not None and kind != "gzip":
         return f"a {kind}-compressed archive"
