@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
 import bz2
+import contextlib
 import io
 import shutil
 import socket
@@ -39,6 +40,7 @@ import httpx
 
 TOKEN = "bench-token"
 IDLE_SECONDS = 3
+INSPECTOR_IDLE = 5
 
 
 def free_port() -> int:
@@ -91,11 +93,31 @@ tf.saved_model.save(Mul(), {str(work / "model")!r})
     return work / "model"
 
 
-def peak_rss_mib(pid: int) -> float:
+def memory_mib(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of ``pid`` from /proc (VmHWM: peak resident; VmRSS: resident now)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (each thread lists those it started)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the thread ended meanwhile
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def inspector_lifetime(url: str, server: int, body: bytes) -> tuple[float, float]:
+    """The inspector's resident MiB right after an upload, and seconds until it stops."""
+    put(url, "b/inspected/1", body)
+    done = time.monotonic()
+    rss = sum(memory_mib(child, "VmRSS") for child in children(server))
+    while children(server):
+        time.sleep(0.2)
+    return rss, time.monotonic() - done
 
 
 def put(url: str, path: str, body: bytes) -> str:
@@ -218,7 +240,7 @@ def main() -> None:
     command = [
         sys.executable, "-m", "savedhub.cli", "serve", str(work / "root"), "--port", str(port),
         "--tokens-file", str(work / "tokens"), "--max-upload", f"{args.max_upload_mb}MiB",
-        "--upload-idle-timeout", str(IDLE_SECONDS),
+        "--upload-idle-timeout", str(IDLE_SECONDS), "--inspector-idle", str(INSPECTOR_IDLE),
     ]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -245,8 +267,14 @@ def main() -> None:
             print(
                 f"{name:<52} {answer:>7} {took:>7.2f} {max(probes, default=0) * 1000:>13.1f} "
                 f"{median * 1000:>10.1f} {median / idle_median:>7.1f} "
-                f"{peak_rss_mib(server.pid):>13.0f}"
+                f"{memory_mib(server.pid):>13.0f}"
             )
+        rss, lived = inspector_lifetime(url, server.pid, honest)
+        print(
+            f"inspector (TensorFlow, its own process): {rss:.0f} MiB resident after an upload, "
+            f"stopped {lived:.1f} s later (--inspector-idle {INSPECTOR_IDLE}; default 60, "
+            "was 600); 0 MiB while idle"
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
