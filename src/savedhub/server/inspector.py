@@ -24,6 +24,8 @@ import threading
 import time
 from typing import IO, Any
 
+from savedhub.errors import InspectionFailed as InspectionFailed  # re-exported
+
 logger = logging.getLogger("savedhub")
 
 INSPECT_TIMEOUT = 300.0
@@ -33,10 +35,6 @@ MAX_ANSWER_CHARS = 16 * 2**20
 # (the next upload pays the start again, a few seconds). `savedhub serve --inspector-idle`.
 IDLE_SECONDS = 60.0
 WORKER_COMMAND = "from savedhub.server.inspector import serve_requests; serve_requests()"
-
-
-class InspectionFailed(Exception):
-    """The model could not be read (the message says why, naming only the upload)."""
 
 
 class Inspector:

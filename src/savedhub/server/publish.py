@@ -23,23 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from savedhub._io.tarlimits import ExtractLimits
+from savedhub._savedmodel.folder import refusal
+from savedhub.errors import InspectionFailed
+from savedhub.errors import UploadRejected as UploadRejected  # re-exported
 from savedhub.server import storage as layout
-from savedhub.server.inspector import InspectionFailed, Inspector
+from savedhub.server.inspector import Inspector
 
 logger = logging.getLogger("savedhub")
 _README_SUMMARY_BYTES = 64 * 1024
-
-
-class UploadRejected(Exception):
-    """The upload is not a publishable model; ``findings`` say why. ``status`` is the HTTP
-    answer: 422, or 413 when the archive goes past one of the hub's limits."""
-
-    def __init__(
-        self, message: str, findings: list[dict[str, Any]] | None = None, status: int = 422
-    ) -> None:
-        super().__init__(message)
-        self.findings = findings or []
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -72,25 +63,12 @@ def _readme_summary_of(readme: Path) -> str:
 def _require_saved_model_at_root(folder: Path, name: str) -> None:
     """Refuse an archive without ``saved_model.pb`` at its root, saying what it holds
     (names inside the archive only: the server's own paths stay private)."""
-    from savedhub.client.resolver import SAVED_MODEL_FILES
-
-    if any((folder / f).is_file() for f in SAVED_MODEL_FILES):
-        return
-    entries = sorted(folder.iterdir()) if folder.is_dir() else []
-    held = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:12]) or "nothing"
-    nested = [
-        p.name for p in entries if p.is_dir() and any((p / f).is_file() for f in SAVED_MODEL_FILES)
-    ]
-    hint = (
-        f"Its SavedModel is inside the folder {nested[0]!r}: pack that folder itself, so that "
-        "saved_model.pb is at the archive's root"
-        if nested
-        else "Pack a SavedModel folder"
-    )
-    raise UploadRejected(
-        f"The archive for {name} has no saved_model.pb at its root (it holds: {held}). "
-        f"{hint} (savedhub pack DIR OUT.tar.gz, or savedhub push DIR URL)."
-    )
+    why = refusal(folder)
+    if why is not None:
+        raise UploadRejected(
+            f"The archive for {name} {why} "
+            "(savedhub pack DIR OUT.tar.gz, or savedhub push DIR URL)."
+        )
 
 
 def _folder_size(folder: Path) -> tuple[int, int]:
