@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,11 @@ class RunningHub:
     def output(self) -> str:
         return self.log.read_text()
 
+    def peak_rss_mib(self) -> float:
+        """The server process's peak resident memory so far (VmHWM), in MiB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmHWM")).split()[1]) / 1024
+
 
 def serve_command(
     root: Path, port: int, tokens_file: Path | None, max_upload: int | None
@@ -43,18 +49,40 @@ def serve_command(
     return command
 
 
+def _limits(address_space: int | None, umask: int | None) -> Callable[[], None] | None:
+    if address_space is None and umask is None:
+        return None
+
+    def apply() -> None:
+        if address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        if umask is not None:
+            os.umask(umask)
+
+    return apply
+
+
 @contextmanager
 def running_hub(
     root: Path,
     log_dir: Path,
     tokens_file: Path | None = None,
     max_upload: int | None = None,
-    extra_args: tuple[str, ...] = (),
+    extra_args: Sequence[str] = (),
+    address_space: int | None = None,
+    umask: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningHub]:
-    """``savedhub serve ROOT [extra_args]`` until the block ends; waits until it answers."""
+    """``savedhub serve ROOT`` until the block ends; waits until it answers.
+
+    ``extra_args`` are more ``serve`` flags; ``address_space`` caps the server's virtual
+    memory (RLIMIT_AS, inherited by its inspector), so a runaway allocation fails there
+    instead of swamping the machine; ``umask`` is the server's umask; ``env`` adds
+    environment variables.
+    """
     port = free_port()
     log = log_dir / f"hub-{port}.log"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **(env or {}))
     with open(log, "w") as out:
         process = subprocess.Popen(
             [*serve_command(root, port, tokens_file, max_upload), *extra_args],
@@ -62,6 +90,7 @@ def running_hub(
             stderr=subprocess.STDOUT,
             env=env,
             text=True,
+            preexec_fn=_limits(address_space, umask),
         )
     hub = RunningHub(f"http://127.0.0.1:{port}", root, process, log)
     try:

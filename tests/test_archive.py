@@ -200,3 +200,107 @@ def test_corrupt_gzip_is_not_an_archive(my_mul_path: str, tmp_path: Path) -> Non
     data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
     with pytest.raises(hub.NotAnArchiveError):
         _extract(bytes(data), tmp_path / "out")
+
+
+@pytest.mark.parametrize("fmt", ["bzip2", "xz"])
+def test_bzip2_and_xz_archives_extract_like_gzip(
+    my_mul_path: str, tmp_path: Path, fmt: str
+) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    plain = gzip.decompress(pack_folder(my_mul_path))
+    half = len(plain) // 2  # two concatenated streams, as parallel compressors write them
+    compress = bz2.compress if fmt == "bzip2" else lzma.compress
+    result = _extract(compress(plain[:half]) + compress(plain[half:]), tmp_path / "out")
+    assert result.files == _extract(pack_folder(my_mul_path), tmp_path / "gz").files
+    assert (tmp_path / "out/saved_model.pb").read_bytes() == Path(
+        my_mul_path, "saved_model.pb"
+    ).read_bytes()
+
+
+_BOMB_IN_A_SUBPROCESS = """
+import io, sys
+from pathlib import Path
+from savedhub import archive
+from savedhub.errors import ArchiveLimitError
+data = Path(sys.argv[1]).read_bytes()
+try:
+    archive.extract(io.BytesIO(data), Path(sys.argv[2]), source="bomb.tar.bz2")
+except ArchiveLimitError as exc:
+    print(exc)
+status = Path("/proc/self/status").read_text().splitlines()
+print(int(next(line for line in status if line.startswith("VmHWM")).split()[1]) // 1024)
+"""
+
+
+def test_a_bzip2_bomb_is_decompressed_in_bounded_pieces(tmp_path: Path) -> None:
+    """256 MiB of zeros after the end of a tar, in a 200-byte bzip2 stream: tarfile's own
+    ``r|*`` would inflate it in one piece; here memory stays flat and it is refused."""
+    import bz2
+    import subprocess
+    import sys
+
+    tar = tar_of(file_member("saved_model.pb", b"graph"), compress=False)
+    (tmp_path / "bomb").write_bytes(bz2.compress(tar + bytes(256 * 2**20)))
+    ran = subprocess.run(
+        [sys.executable, "-c", _BOMB_IN_A_SUBPROCESS, str(tmp_path / "bomb"), str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    refusal, peak_mib = ran.stdout.strip().splitlines()
+    assert "follow the end of the tar archive" in refusal
+    assert int(peak_mib) < 150, f"peak {peak_mib} MiB"
+
+
+def _pax(records: dict[str, str], kind: bytes = tarfile.XHDTYPE) -> bytes:
+    """A pax extended header block and its records, written by hand."""
+    body = b""
+    for key, value in records.items():
+        record = f" {key}={value}\n".encode()
+        length = len(record) + len(str(len(record)))
+        length += len(str(length)) - len(str(len(record)))
+        body += str(length).encode() + record
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type, info.size = kind, len(body)
+    padding = b"\0" * (-len(body) % 512)
+    return info.tobuf(format=tarfile.USTAR_FORMAT) + body + padding
+
+
+def _member(name: str, data: bytes, kind: bytes = tarfile.REGTYPE) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, len(data)
+    return info.tobuf(format=tarfile.USTAR_FORMAT) + data + b"\0" * (-len(data) % 512)
+
+
+@pytest.mark.parametrize(
+    ("stream", "why"),
+    [
+        (_pax({"path": "a"}) + _pax({"path": "b"}) + _member("c", b"x"), "more than one"),
+        (_pax({"size": "0"}, tarfile.XGLTYPE) + _member("c", b"x"), "global pax header"),
+        (_pax({"GNU.sparse.size": "10"}) + _member("c", b"x"), "sparse"),
+        (_member("c", b"x", tarfile.GNUTYPE_SPARSE), "sparse"),
+        (_pax({"path": "a" * 300}) + _member("c", b"x"), "255 per part"),
+        (_member("c", b"x") + bytes(1024) + bytes(9 * 2**20), "follow the end"),
+    ],
+    ids=["two-pax", "global-size", "pax-sparse", "gnu-sparse", "long-part", "trailing"],
+)
+def test_tar_headers_beyond_the_limits_are_refused(stream: bytes, why: str, tmp_path: Path) -> None:
+    import gzip
+
+    with pytest.raises(hub.errors.ArchiveLimitError, match=why):
+        _extract(gzip.compress(stream, 1), tmp_path / "out")
+
+
+def test_a_pax_size_is_what_counts(tmp_path: Path) -> None:
+    """The pax ``size`` overrides the header's: the guard follows it as tarfile does."""
+    data = b"y" * 3000
+    stream = _pax({"size": str(len(data))}) + _member("c", b"")[:512] + data
+    stream += b"\0" * (-len(data) % 512) + _member("d", b"z") + bytes(1024)
+    limits = archive.ExtractLimits(max_bytes=2000, max_members=10)
+    with pytest.raises(hub.errors.ArchiveLimitError, match="'c' would make it expand past"):
+        archive.extract(io.BytesIO(stream), tmp_path / "small", source="t", limits=limits)
+    result = archive.extract(io.BytesIO(stream), tmp_path / "out", source="t")
+    assert result.files == {"c": 3000, "d": 1}

@@ -151,5 +151,6 @@ def test_uploads_left_by_a_killed_server_are_reaped(tmp_path: Path) -> None:
     for name in ("version-old", "upload-old.tar.gz"):
         os.utime(incoming / name, (two_days_ago, two_days_ago))
 
-    assert LocalStorage(tmp_path / "root").scratch_dir() == incoming
-    assert sorted(p.name for p in incoming.iterdir()) == ["version-fresh"]
+    scratch = LocalStorage(tmp_path / "root").scratch_dir()  # this process's own session
+    assert scratch.parent == incoming and scratch.name.startswith("session-")
+    assert sorted(p.name for p in incoming.iterdir()) == sorted(["version-fresh", scratch.name])

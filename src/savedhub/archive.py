@@ -1,4 +1,5 @@
-"""Safe, streaming extraction of a model archive (``.tar.gz``, ``.tgz`` or ``.tar``).
+"""Safe, streaming extraction of a model archive (``.tar.gz``/``.tgz``, ``.tar.bz2``,
+``.tar.xz`` or ``.tar``).
 
 The archive is read once, front to back, from any object with ``read`` (a
 :class:`savedhub.transfer.Download`, a file), so a model is unpacked while it
@@ -10,10 +11,18 @@ checked before a byte of it is written:
   used as a ladder);
 * types: regular files, folders, and links whose target stays inside; no
   devices, FIFOs or sockets;
-* size: at most :func:`savedhub.config.max_extract_members` members and
-  :func:`savedhub.config.max_extract_bytes` bytes in total, enforced on the
-  sizes the headers announce *before* writing, so a gzip bomb is refused
-  without filling the disk.
+* size: at most ``limits.max_members`` members and ``limits.max_bytes`` bytes
+  in total (for a client: :func:`savedhub.config.max_extract_members` and
+  :func:`savedhub.config.max_extract_bytes`; a hub passes its own), enforced
+  on the sizes the headers announce *before* writing, so a compression bomb is
+  refused without filling the disk;
+* headers: :mod:`savedhub._io.tarlimits` checks every tar header before
+  ``tarfile`` reads it, so a huge long-name or pax header is refused before it
+  is buffered, and names are at most 4096 bytes (255 per component).
+
+Decompression (gzip, bzip2, xz) happens here, in bounded pieces on a thread of
+its own, never inside ``tarfile`` (whose ``r|*`` mode inflates a whole bzip2
+block at once: a few KB can become gigabytes of RAM).
 
 Where Python offers it (3.12, 3.11.4+), ``tarfile``'s own ``data`` filter runs
 on every member as a second opinion. tarfile errors become
@@ -29,23 +38,44 @@ Example:
 
 from __future__ import annotations
 
+import bz2
 import errno
+import lzma
 import os
 import tarfile
 import threading
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
-from savedhub import config
 from savedhub._io.pipe import BytePipe
-from savedhub.errors import CacheFullError, NotAnArchiveError, UnsafeArchiveError
+from savedhub._io.tarlimits import (
+    MAX_COMPONENT_BYTES,
+    MAX_NAME_BYTES,
+    ExtractLimits,
+    TarLimitGuard,
+)
+from savedhub.errors import (
+    ArchiveLimitError,
+    CacheFullError,
+    NotAnArchiveError,
+    UnsafeArchiveError,
+)
+
+__all__ = ["ExtractLimits", "ExtractResult", "compression_of", "disk_full", "extract"]
 
 _COPY_BYTES = 1 << 20
 _INFLATED_CHUNKS = 16
 _GZIP_MAGIC = b"\x1f\x8b"
 _TAR_MAGIC_OFFSET = 257
+# The first bytes of each compressed stream this module unpacks, and its name.
+COMPRESSIONS = {_GZIP_MAGIC: "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+_MAGIC_BYTES = max(len(m) for m in COMPRESSIONS)
+# What writing a member fails with when the archive itself is inconsistent (a file where an
+# earlier member made a folder, a link loop), as opposed to a failing disk.
+_CLASHES = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG})
 
 
 class Readable(Protocol):
@@ -69,6 +99,11 @@ class ExtractResult:
     members: int = 0
 
 
+def compression_of(head: bytes) -> str | None:
+    """``"gzip"``, ``"bzip2"`` or ``"xz"`` when ``head`` starts such a stream, else None."""
+    return next((kind for magic, kind in COMPRESSIONS.items() if head.startswith(magic)), None)
+
+
 def looks_like_archive(head: bytes) -> bool:
     """True when ``head`` (the first 512+ bytes) starts a gzip stream or a tar archive."""
     if head.startswith(_GZIP_MAGIC):
@@ -82,8 +117,9 @@ def looks_like_html(head: bytes) -> bool:
     return text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<!--"))
 
 
-def _unsafe(source: str, member: str, why: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(
+def _unsafe(source: str, member: str, why: str, *, limit: bool = False) -> UnsafeArchiveError:
+    error = ArchiveLimitError if limit else UnsafeArchiveError
+    return error(
         f"Refusing to extract {source}: member {member!r} {why}. Nothing outside the temporary "
         "folder was written and nothing was installed. The archive is broken or hostile; ask "
         "its publisher for a proper one (savedhub pack DIR OUT.tar.gz writes safe archives).",
@@ -103,18 +139,31 @@ def _clean_name(source: str, name: str) -> str | None:
     return "/".join(parts) or None
 
 
+def _check_length(source: str, member: str, name: str) -> None:
+    encoded = name.encode("utf-8", "surrogateescape")
+    longest = max((len(part) for part in encoded.split(b"/")), default=0)
+    if len(encoded) > MAX_NAME_BYTES or longest > MAX_COMPONENT_BYTES:
+        raise ArchiveLimitError(
+            f"Refusing to extract {source}: member {member[:200]!r}... has a path of "
+            f"{len(encoded)} bytes (a part of {longest}); the limits are {MAX_NAME_BYTES} "
+            f"bytes per path and {MAX_COMPONENT_BYTES} per part, fixed by the filesystem.",
+            member[:200],
+        )
+
+
 def _inside(root: str, path: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
 class _Extractor:
-    def __init__(self, dest: Path, source: str) -> None:
+    def __init__(self, dest: Path, source: str, limits: ExtractLimits) -> None:
         self.dest = dest
         self.root = os.path.realpath(dest)
         self.source = source
         self.result = ExtractResult()
-        self.max_bytes = config.max_extract_bytes()
-        self.max_members = config.max_extract_members()
+        self.limits = limits
+        self.max_bytes = limits.max_bytes
+        self.max_members = limits.max_members
         self.has_data_filter = hasattr(tarfile, "data_filter")
 
     def check(self, member: tarfile.TarInfo) -> str | None:
@@ -124,8 +173,12 @@ class _Extractor:
                 self.source,
                 member.name,
                 f"is beyond the limit of {self.max_members} members "
-                "(raise SAVEDHUB_MAX_EXTRACT_MEMBERS if the archive is trusted)",
+                f"(raise {self.limits.members_setting} if the archive is trusted)",
+                limit=True,
             )
+        _check_length(self.source, member.name, member.name)
+        if member.issym() or member.islnk():
+            _check_length(self.source, member.name, member.linkname)
         name = _clean_name(self.source, member.name)
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             kind = (
@@ -141,7 +194,8 @@ class _Extractor:
                 self.source,
                 member.name,
                 f"would make the archive expand past {self.max_bytes} bytes "
-                "(SAVEDHUB_MAX_EXTRACT_BYTES); a gzip bomb or a model bigger than allowed",
+                f"({self.limits.bytes_setting}); a compression bomb or a model bigger than allowed",
+                limit=True,
             )
         if self.has_data_filter:
             try:
@@ -206,26 +260,43 @@ class _Extractor:
         self.result.files[name] = size
         self.result.total_bytes += size
 
-    def run(self, fileobj: Readable, mode: str) -> ExtractResult:
+    def run(self, fileobj: Readable) -> ExtractResult:
         self.dest.mkdir(parents=True, exist_ok=True)
+        # "r|": a plain tar stream; decompression is done before, in bounded pieces.
         with tarfile.open(  # type: ignore[call-overload]
-            fileobj=fileobj, mode=mode, bufsize=_COPY_BYTES
+            fileobj=fileobj, mode="r|", bufsize=_COPY_BYTES
         ) as tar:
             for member in tar:
                 name = self.check(member)
                 if name is None:
                     continue
-                if member.isdir():
-                    os.makedirs(self.target(name, member.name), exist_ok=True)
-                elif member.isreg():
-                    self.write_file(tar, member, name)
-                else:
-                    self.write_link(member, name)
+                try:
+                    self.write(tar, member, name)
+                except OSError as exc:
+                    if exc.errno not in _CLASHES:
+                        raise
+                    raise _unsafe(
+                        self.source, member.name, f"clashes with an earlier member ({exc.strerror})"
+                    ) from exc
         return self.result
 
+    def write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:
+        if member.isdir():
+            os.makedirs(self.target(name, member.name), exist_ok=True)
+        elif member.isreg():
+            self.write_file(tar, member, name)
+        else:
+            self.write_link(member, name)
 
-def extract(fileobj: Readable | IO[bytes], dest: Path, *, source: str) -> ExtractResult:
-    """Extract a tar (optionally gzip-compressed) stream into ``dest``, safely.
+
+def extract(
+    fileobj: Readable | IO[bytes],
+    dest: Path,
+    *,
+    source: str,
+    limits: ExtractLimits | None = None,
+) -> ExtractResult:
+    """Extract a tar (optionally gzip, bzip2 or xz-compressed) stream into ``dest``, safely.
 
     ``dest`` should be a fresh, private folder (the cache's work folder): on
     any error its content is undefined and the caller throws it away.
@@ -234,31 +305,36 @@ def extract(fileobj: Readable | IO[bytes], dest: Path, *, source: str) -> Extrac
         fileobj: the archive, read sequentially once.
         dest: the folder to fill; created if missing.
         source: the URL or path the archive came from, for messages.
+        limits: the most the archive may expand to and hold (default: the
+            client's settings, :meth:`ExtractLimits.from_config`).
 
     Returns:
         The files and links written, with sizes, for the cache manifest.
 
     Raises:
         UnsafeArchiveError: a member is absolute, has ``..``, escapes through
-            a link, is a device/FIFO, or the archive is too big.
+            a link, is a device/FIFO; its subclass ArchiveLimitError: the archive
+            goes past a limit (size, members, name or header length).
         NotAnArchiveError: the bytes are not a (complete) tar archive.
         CacheFullError: the disk filled up.
     """
+    limits = limits or ExtractLimits.from_config()
     first = b""
-    while len(first) < len(_GZIP_MAGIC) and (more := fileobj.read(_COPY_BYTES)):
+    while len(first) < _MAGIC_BYTES and (more := fileobj.read(_COPY_BYTES)):
         first += more
-    stream: _Prefixed | _Inflating
-    if first.startswith(_GZIP_MAGIC):
-        stream = _Inflating(fileobj, first)
-    else:  # a plain tar, or another compression tarfile knows (bz2, xz)
-        stream = _Prefixed(fileobj, first)
+    kind = compression_of(first)
+    # No compression: a plain tar, or not an archive at all (tarfile says so).
+    stream: _Prefixed | _Decompressing = (
+        _Prefixed(fileobj, first) if kind is None else _Decompressing(fileobj, first, kind)
+    )
+    guarded = TarLimitGuard(stream, limits, source)
     try:
-        result = _Extractor(dest, source).run(stream, stream.tar_mode)
-        stream.drain()
+        result = _Extractor(dest, source, limits).run(guarded)
+        stream.drain(guarded)
         return result
     except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error) as exc:
         raise NotAnArchiveError(
-            f"{source} is not a readable .tar.gz archive ({exc}). If it is cut short, try "
+            f"{source} is not a readable tar archive ({exc}). If it is cut short, try "
             "again; if the URL serves something else, check the handle.",
             source,
         ) from exc
@@ -277,8 +353,6 @@ def extract(fileobj: Readable | IO[bytes], dest: Path, *, source: str) -> Extrac
 class _Prefixed:
     """``fileobj`` with bytes already read from it put back in front."""
 
-    tar_mode = "r|*"
-
     def __init__(self, fileobj: Readable, first: bytes) -> None:
         self._fileobj = fileobj
         self._first = first
@@ -290,26 +364,81 @@ class _Prefixed:
             return data
         return self._fileobj.read(size)
 
-    def drain(self) -> None:
+    def drain(self, guarded: Readable) -> None:
         return None  # the caller reads what follows the archive (e.g. Download.finish)
 
     def stop(self) -> None:
         return None
 
 
-class _Inflating:
-    """The inflated bytes of a gzip stream, inflated by a thread of their own.
+class _Decoder:
+    """One compressed stream's decoder, giving output in pieces of at most ``_COPY_BYTES``
+    (zlib, bz2 and lzma decompressors all say ``eof`` and keep ``unused_data``)."""
 
-    zlib lets go of the GIL while it inflates, so unpacking and writing files
-    (the reader's thread) overlap with inflating (this one) and with the
-    download (the network thread): a cold load costs about the slowest of the
-    three, not their sum. Output comes in bounded pieces through a bounded
-    queue, so a gzip bomb cannot fill memory before the size checks refuse it.
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+
+    @property
+    def eof(self) -> bool:
+        return bool(self._decoder.eof)
+
+    @property
+    def unused_data(self) -> bytes:
+        return bytes(self._decoder.unused_data)
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        raise NotImplementedError
+
+
+class _ZlibDecoder(_Decoder):
+    def __init__(self) -> None:
+        super().__init__(zlib.decompressobj(wbits=31))
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        while data and not self._decoder.eof:
+            piece = self._decoder.decompress(data, _COPY_BYTES)
+            if piece:
+                yield piece
+            data = self._decoder.unconsumed_tail
+
+
+class _BufferedDecoder(_Decoder):
+    """bz2 and lzma decoders, which keep unconsumed input themselves."""
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        try:
+            piece = self._decoder.decompress(data, _COPY_BYTES)
+            while True:
+                if piece:
+                    yield piece
+                if self._decoder.eof or self._decoder.needs_input:
+                    return
+                piece = self._decoder.decompress(b"", _COPY_BYTES)
+        except (OSError, lzma.LZMAError) as exc:  # bz2 says OSError("Invalid data stream")
+            raise tarfile.ReadError(f"damaged compressed data: {exc}") from exc
+
+
+_DECODERS: dict[str, Callable[[], _Decoder]] = {
+    "gzip": _ZlibDecoder,
+    "bzip2": lambda: _BufferedDecoder(bz2.BZ2Decompressor()),
+    "xz": lambda: _BufferedDecoder(lzma.LZMADecompressor()),
+}
+
+
+class _Decompressing:
+    """The decompressed bytes of a gzip, bzip2 or xz stream, decompressed by a thread of
+    their own.
+
+    zlib, bz2 and lzma let go of the GIL while they work, so unpacking and
+    writing files (the reader's thread) overlap with decompressing (this one)
+    and with the download (the network thread): a cold load costs about the
+    slowest of the three, not their sum. Output comes in bounded pieces through
+    a bounded queue, so a compression bomb cannot fill memory before the size
+    checks refuse it.
     """
 
-    tar_mode = "r|"
-
-    def __init__(self, fileobj: Readable, first: bytes) -> None:
+    def __init__(self, fileobj: Readable, first: bytes, kind: str) -> None:
+        self.kind = kind
         self._pipe = BytePipe(_INFLATED_CHUNKS, lambda: EOFError("extraction was stopped"))
         self._thread = threading.Thread(
             target=self._run, args=(fileobj, first), name="savedhub-inflate", daemon=True
@@ -317,23 +446,25 @@ class _Inflating:
         self._thread.start()
 
     def _run(self, fileobj: Readable, chunk: bytes) -> None:
+        magic = next(m for m, k in COMPRESSIONS.items() if k == self.kind)
+        new_decoder = _DECODERS[self.kind]
         try:
-            inflate: zlib._Decompress | None = zlib.decompressobj(wbits=31)
+            decoder: _Decoder | None = new_decoder()
             while chunk:
-                while chunk and inflate is not None:
-                    data = inflate.decompress(chunk, _COPY_BYTES)
-                    if data and not self._pipe.send(data):
-                        return
-                    chunk = inflate.unconsumed_tail
-                    if inflate.eof:
-                        # Concatenated gzip members continue; anything else after the
-                        # end (padding) is read, for the digest, but not unpacked.
-                        rest = inflate.unused_data
-                        chunk = rest if rest.startswith(_GZIP_MAGIC) else b""
-                        inflate = zlib.decompressobj(wbits=31) if chunk else None
+                while chunk and decoder is not None:
+                    for piece in decoder.pieces(chunk):
+                        if not self._pipe.send(piece):
+                            return
+                    chunk = b""
+                    if decoder.eof:
+                        # Concatenated streams continue; anything else after the end
+                        # (padding) is read, for the digest, but not unpacked.
+                        rest = decoder.unused_data
+                        chunk = rest if rest.startswith(magic) else b""
+                        decoder = new_decoder() if chunk else None
                 chunk = fileobj.read(_COPY_BYTES)
-            if inflate is not None and not inflate.eof:
-                raise EOFError("the gzip stream ends before its end marker")
+            if decoder is not None and not decoder.eof:
+                raise EOFError(f"the {self.kind} stream ends before its end marker")
             self._pipe.end()
         except BaseException as exc:  # handed to the reader, which raises it
             self._pipe.send(exc)
@@ -341,9 +472,10 @@ class _Inflating:
     def read(self, size: int = -1, /) -> bytes:
         return self._pipe.read(size)
 
-    def drain(self) -> None:
-        """Inflate to the end (tar stops at its end marker; the stream goes on)."""
-        while self.read(_COPY_BYTES):
+    def drain(self, guarded: Readable) -> None:
+        """Decompress to the end (tar stops at its end marker; the stream goes on),
+        through ``guarded``, which bounds what may follow the end of the archive."""
+        while guarded.read(_COPY_BYTES):
             pass
         self._thread.join()
 

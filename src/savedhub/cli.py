@@ -363,6 +363,25 @@ def _cache_rm(args: argparse.Namespace) -> int:
         "others get 400 (default: the --host address, plus localhost when it is "
         "loopback or 0.0.0.0)",
     ),
+    arg(
+        "--max-unpacked",
+        type=_size,
+        metavar="SIZE",
+        help="most an upload may expand to when unpacked (default 4 x --max-upload)",
+    ),
+    arg(
+        "--upload-idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="drop an upload that sends nothing for this long, freeing its version (default 60)",
+    ),
+    arg(
+        "--inspector-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop the upload inspector (TensorFlow, ~570 MB) this long after its last "
+        "upload (default 60)",
+    ),
 )
 def _serve(args: argparse.Namespace) -> int:
     from savedhub.server import serve
@@ -375,6 +394,9 @@ def _serve(args: argparse.Namespace) -> int:
         args.tokens_file,
         public_url=args.public_url,
         allowed_hosts=args.allowed_hosts,
+        max_unpacked_bytes=args.max_unpacked,
+        upload_idle_timeout=args.upload_idle_timeout,
+        inspector_idle=args.inspector_idle,
         **options,
     )
     return EXIT_OK

@@ -12,6 +12,7 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     │   ├── IntegrityError                   bytes arrived but do not match their digest
     │   └── NotAnArchiveError                an HTML page or other non-archive body arrived
     ├── UnsafeArchiveError (ValueError)      an archive tries to escape or explode
+    │   └── ArchiveLimitError                past a limit on size, members, names, headers
     ├── CacheLockTimeout (TimeoutError)      another process held the entry too long
     ├── CacheFullError (OSError)             the disk holding the cache is full
     ├── MissingPackageError (ImportError)    a feature needs a package that is not installed
@@ -100,6 +101,11 @@ class UnsafeArchiveError(SavedhubError, ValueError):
     def __init__(self, message: str, member: str | None = None) -> None:
         super().__init__(message)
         self.member = member
+
+
+class ArchiveLimitError(UnsafeArchiveError):
+    """The archive goes past a limit on its expanded size, members, names or headers
+    (the message names the limit and the setting that raises it)."""
 
 
 class CacheLockTimeout(SavedhubError, TimeoutError):
@@ -191,11 +197,15 @@ class InvalidNameError(SavedhubError, ValueError):
 
 
 class UploadRejected(SavedhubError, ValueError):
-    """The upload is not a publishable model; ``findings`` say why (HTTP 422)."""
+    """The upload is not a publishable model; ``findings`` say why. ``status`` is the HTTP
+    answer: 422, or 413 when the archive goes past one of the hub's limits."""
 
-    def __init__(self, message: str, findings: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, message: str, findings: list[dict[str, Any]] | None = None, status: int = 422
+    ) -> None:
         super().__init__(message)
         self.findings = findings or []
+        self.status = status
 
 
 class InspectionFailed(SavedhubError, RuntimeError):

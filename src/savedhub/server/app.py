@@ -47,19 +47,20 @@ from savedhub.server import pages
 from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
 from savedhub.server.catalog import Catalog, ModelSummary
+from savedhub.server.inspector import IDLE_SECONDS, Inspector
+from savedhub.server.limits import DEFAULT_MAX_UPLOAD_BYTES, UploadLimits
 from savedhub.server.middleware import (
     LOOPBACK_HOSTS,
     HostCheck,
     StandardHeaders,
     public_base_url,
 )
-from savedhub.server.names import is_valid_name
+from savedhub.server.names import InvalidNameError, check_names, is_valid_name
 from savedhub.server.responses import RangeFileResponse, digest_headers
 from savedhub.server.state import Hub, base_url, hub_of, model_url, wants_html
 from savedhub.server.storage import Storage, open_storage
 from savedhub.server.uploads import upload
 
-DEFAULT_MAX_UPLOAD_BYTES = 4 * 2**30
 _FORMAT = "tf-hub-format"
 _FILES = "files"
 
@@ -93,7 +94,12 @@ def _error(
 async def _not_found(
     request: Request, publisher: str, model: str | None = None, version: str | None = None
 ) -> Response:
-    """404 that names what does exist at the deepest level that matched."""
+    """404 that names what does exist at the deepest level that matched (400 for a
+    name the hub never accepts)."""
+    try:
+        check_names(publisher, model, version)
+    except InvalidNameError as exc:
+        return _error(request, 400, str(exc))
     catalog = hub_of(request).catalog
     message, available = await run_in_threadpool(catalog.explain_missing, publisher, model, version)
     return _error(request, 404, message, available=available)
@@ -324,6 +330,9 @@ def create_app(
     max_upload_bytes: int | None = None,
     public_url: str | None = None,
     allowed_hosts: Iterable[str] | None = None,
+    max_unpacked_bytes: int | None = None,
+    upload_idle_timeout: float | None = None,
+    inspector_idle: float | None = None,
 ) -> Starlette:
     """The hub as an ASGI application serving the models under ``root``.
 
@@ -333,6 +342,10 @@ def create_app(
             publishers it may publish as. With no tokens at all uploads are off.
         tokens_file: a file of tokens (format in :mod:`savedhub.server.auth`).
         max_upload_bytes: the largest archive accepted (default 4 GiB).
+        max_unpacked_bytes: the most an archive may expand to (default 4 x max_upload_bytes).
+        upload_idle_timeout: seconds an upload may send nothing before it is dropped (60).
+        inspector_idle: seconds the upload inspector (TensorFlow, ~570 MB) stays up after
+            its last upload (60).
         public_url: the base URL pages, redirects and answers use (``https://HOST``);
             without it they are built from the request's ``Host`` header.
         allowed_hosts: the ``Host`` values answered (names, ``name:port``, or ``*``);
@@ -350,8 +363,13 @@ def create_app(
         storage=store,
         catalog=Catalog(store),
         rules=load_rules(tokens, tokens_file, config.serve_tokens()),
-        max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+        limits=UploadLimits(
+            max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+            max_unpacked_bytes,
+            upload_idle_timeout or UploadLimits.idle_seconds,
+        ),
         public_url=public_base_url(public_url) if public_url else None,
+        inspector=Inspector(idle=inspector_idle or IDLE_SECONDS),
     )
     if allowed_hosts is None:
         allowed_hosts = ["*"] if public_url else LOOPBACK_HOSTS
@@ -375,6 +393,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if hub.rules.uploads_enabled:  # make this server's scratch space, reaping crashed uploads
+            await run_in_threadpool(hub.storage.scratch_dir)
         yield
         await run_in_threadpool(hub.inspector.close)
 

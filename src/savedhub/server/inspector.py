@@ -5,8 +5,8 @@ TensorFlow. That happens in a separate worker process, so a model that
 crashes or hangs the parser costs its own upload (refused), never the
 server, and a hub that only serves downloads never loads TensorFlow (about
 60 MiB instead of 600). The worker is started by the first upload, reused by
-the next ones (TensorFlow is imported once), and stopped after ten idle
-minutes.
+the next ones (TensorFlow is imported once), and stopped after a minute
+without uploads (``--inspector-idle``), so an idle hub holds no TensorFlow.
 
 The worker speaks JSON lines on stdin/stdout: ``{"folder": ..., "name": ...}``
 in, ``{"findings": [...], "info": {...}}`` or ``{"error": "..."}`` out.
@@ -29,7 +29,11 @@ from savedhub.errors import InspectionFailed as InspectionFailed  # re-exported
 logger = logging.getLogger("savedhub")
 
 INSPECT_TIMEOUT = 300.0
-IDLE_SECONDS = 600.0
+# The longest description the server reads from the worker (it is kept in metadata.json).
+MAX_ANSWER_CHARS = 16 * 2**20
+# TensorFlow makes the worker about 570 MB: it is not kept for long once uploads stop
+# (the next upload pays the start again, a few seconds). `savedhub serve --inspector-idle`.
+IDLE_SECONDS = 60.0
 WORKER_COMMAND = "from savedhub.server.inspector import serve_requests; serve_requests()"
 
 
@@ -70,6 +74,13 @@ class Inspector:
                 ) from exc
             finally:
                 self._last_used = time.monotonic()
+            if not line.endswith("\n"):
+                self._stop()  # the rest of its answer is still in the pipe
+                raise InspectionFailed(
+                    f"The description of {name} is larger than {MAX_ANSWER_CHARS} characters "
+                    "(a fixed limit); the model has far more signatures or functions than a "
+                    "published model needs."
+                )
         self._schedule_idle_stop()
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
@@ -117,7 +128,7 @@ def _read_line(stream: IO[str], timeout: float) -> str:
         selector.register(stream, selectors.EVENT_READ)
         if not selector.select(timeout):
             raise TimeoutError
-    line = stream.readline()
+    line = stream.readline(MAX_ANSWER_CHARS + 1)
     if not line:
         raise OSError("the inspector exited")
     return line

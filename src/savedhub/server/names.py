@@ -14,18 +14,22 @@ import re
 from savedhub._wire import is_valid_version, version_error
 from savedhub.errors import InvalidNameError as InvalidNameError  # re-exported
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Matched whole (fullmatch): a pattern ending in "$" would also accept a final newline.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # First path segments the server routes itself; a publisher of that name would be unreachable.
 RESERVED_PUBLISHERS = frozenset({"api", "static", "favicon.ico", "robots.txt", "healthz"})
 
 
 def is_valid_name(name: str) -> bool:
     """True when ``name`` is a single safe path segment (see the module docstring)."""
-    return bool(NAME_PATTERN.match(name)) and ".." not in name
+    return NAME_PATTERN.fullmatch(name) is not None and ".." not in name
 
 
-def check_name(kind: str, name: str) -> str:
+def check_name(kind: str, name: str, *, publishing: bool = False) -> str:
     """Return ``name`` if it may be used as a ``kind`` (publisher/model/version), else raise.
+
+    ``publishing`` also refuses the publisher names the server's own routes use (reading
+    such a name is merely not found).
 
     Example:
         >>> check_name("model", "nnlm-en-dim128")
@@ -41,7 +45,7 @@ def check_name(kind: str, name: str) -> str:
             f"{kind} name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, without '..'."
         )
-    if kind == "publisher" and name.lower() in RESERVED_PUBLISHERS:
+    if publishing and kind == "publisher" and name.lower() in RESERVED_PUBLISHERS:
         raise InvalidNameError(
             f"publisher name {name!r} is reserved by the server's own URLs; pick another."
         )
@@ -62,6 +66,24 @@ def check_version(version: str) -> str:
 def version_key(version: str) -> int:
     """Sort key of a valid version: its number (``2 < 10``)."""
     return int(version)
+
+
+def check_names(
+    publisher: str,
+    model: str | None = None,
+    version: str | None = None,
+    *,
+    publishing: bool = False,
+) -> None:
+    """Check every name of a ``publisher[/model[/version]]`` path: the one check that every
+    route relies on (storage checks each segment again with :func:`is_valid_name`).
+
+    Raises:
+        InvalidNameError: the first name that is not allowed, and the rule.
+    """
+    for kind, name in (("publisher", publisher), ("model", model), ("version", version)):
+        if name is not None:
+            check_name(kind, name, publishing=publishing)
 
 
 def latest(versions: list[str]) -> str | None:

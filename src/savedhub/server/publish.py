@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from savedhub._io.tarlimits import ExtractLimits
 from savedhub._savedmodel.folder import refusal
 from savedhub._wire import ArchiveRecord, RecordedFinding, VersionRecord
 from savedhub.errors import InspectionFailed
@@ -66,6 +67,17 @@ def _folder_size(folder: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
+def _make_world_readable(staging: Path) -> None:
+    """Folders 0755 and files 0644, whatever the umask (``mkdtemp`` and ``mkstemp`` make
+    0700 and 0600): a web server or another user serving the root must read them."""
+    for folder, _subfolders, files in os.walk(staging):
+        os.chmod(folder, 0o755)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
+
+
 def build_version(
     received: ReceivedArchive,
     staging: Path,
@@ -73,21 +85,24 @@ def build_version(
     model: str,
     version: str,
     inspector: Inspector,
+    limits: ExtractLimits,
 ) -> VersionRecord:
     """Fill ``staging`` with the layout of one version and return its record.
 
     Raises:
-        UploadRejected: the archive is unsafe, holds no SavedModel, does not parse,
-            or has lint errors.
+        UploadRejected: the archive is unsafe or past ``limits``, holds no SavedModel,
+            does not parse, or has lint errors.
     """
     from savedhub import archive
-    from savedhub.errors import NotAnArchiveError, UnsafeArchiveError
+    from savedhub.errors import ArchiveLimitError, NotAnArchiveError, UnsafeArchiveError
 
     folder = staging / layout.FOLDER
     name = f"{publisher}/{model}/{version}"
     try:
         with open(received.path, "rb") as f:
-            archive.extract(f, folder, source=f"the upload for {name}")
+            archive.extract(f, folder, source=f"the upload for {name}", limits=limits)
+    except ArchiveLimitError as exc:
+        raise UploadRejected(f"The archive for {name} was refused: {exc}", status=413) from exc
     except (UnsafeArchiveError, NotAnArchiveError) as exc:
         raise UploadRejected(f"The archive for {name} was refused: {exc}") from exc
     _require_saved_model_at_root(folder, name)
@@ -127,6 +142,7 @@ def build_version(
         warnings=tuple(RecordedFinding(f["severity"], f["code"], f["message"]) for f in findings),
     )
     (staging / layout.METADATA).write_text(json.dumps(record.to_json(), indent=2, sort_keys=True))
+    _make_world_readable(staging)
     logger.info("prepared %s (%d bytes, sha256 %s)", name, received.size, received.sha256)
     return record
 

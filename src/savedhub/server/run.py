@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from savedhub.server.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+from savedhub.server.app import create_app
+from savedhub.server.limits import DEFAULT_MAX_UPLOAD_BYTES
 from savedhub.server.middleware import hosts_for_bind
 
 logger = logging.getLogger("savedhub")
@@ -54,6 +55,9 @@ def serve(
     log_level: str = "info",
     public_url: str | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    max_unpacked_bytes: int | None = None,
+    upload_idle_timeout: float | None = None,
+    inspector_idle: float | None = None,
 ) -> None:
     """Serve the models under ``root`` until interrupted.
 
@@ -81,6 +85,9 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         public_url=public_url,
         allowed_hosts=allowed_hosts,
+        max_unpacked_bytes=max_unpacked_bytes,
+        upload_idle_timeout=upload_idle_timeout,
+        inspector_idle=inspector_idle,
     )
     print(startup_message(app, host, port, allowed_hosts), file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")

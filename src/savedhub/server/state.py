@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from savedhub.server.auth import TokenRules
 from savedhub.server.catalog import Catalog
 from savedhub.server.inspector import Inspector
+from savedhub.server.limits import CONCURRENT_UNPACKS, UploadLimits
 from savedhub.server.readme import ReadmeCache
 from savedhub.server.storage import Storage
 
@@ -20,11 +22,14 @@ class Hub:
     storage: Storage
     catalog: Catalog
     rules: TokenRules
-    max_upload_bytes: int
+    limits: UploadLimits
     in_flight: set[tuple[str, str, str]] = field(default_factory=set)
     inspector: Inspector = field(default_factory=Inspector)
     readmes: ReadmeCache = field(default_factory=ReadmeCache)
     public_url: str | None = None
+    unpacking: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(CONCURRENT_UNPACKS)
+    )
 
 
 def hub_of(request: Request) -> Hub:

@@ -24,10 +24,12 @@ in a caller cannot make storage read or write outside the root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,6 +39,7 @@ from savedhub._io.atomic import put_folder
 from savedhub.errors import StorageError as StorageError  # re-exported
 from savedhub.errors import VersionExistsError as VersionExistsError
 from savedhub.server.names import is_valid_name
+from savedhub.server.scratch import LazyScratch
 
 ARCHIVE = "model.tar.gz"
 DIGEST = "model.tar.gz.sha256"
@@ -44,7 +47,6 @@ METADATA = "metadata.json"
 README = "README.md"
 FOLDER = "saved_model"
 _CLAIM = "claim.json"
-_SCRATCH_MAX_AGE = 86400
 # Filesystems whose paths TensorFlow's own tf.io.gfile reads, so a client may load in place.
 _TF_READABLE_PROTOCOLS = ("gs", "gcs", "s3", "hdfs")
 
@@ -117,7 +119,7 @@ class LocalStorage:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self.description = str(self.root)
-        self._reaped = False
+        self._scratch = LazyScratch(self.root / ".incoming")
 
     def _path(self, *parts: str) -> Path:
         return self.root.joinpath(*_segments(parts))
@@ -147,27 +149,15 @@ class LocalStorage:
         return self._path(*parts).open("rb")
 
     def scratch_dir(self) -> Path:
-        scratch = self.root / ".incoming"
-        if not self._reaped:
-            scratch.mkdir(parents=True, exist_ok=True)
-            self._reap(scratch)
-            self._reaped = True
-        return scratch
-
-    @staticmethod
-    def _reap(scratch: Path) -> None:
-        """Remove uploads a killed server left behind (anything older than a day)."""
-        cutoff = time.time() - _SCRATCH_MAX_AGE
-        for entry in scratch.iterdir():
-            if entry.lstat().st_mtime < cutoff:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+        return self._scratch.path()
 
     def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
         final = self._path(publisher, model, version)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for folder in (final.parent.parent, final.parent):
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir()
+                folder.chmod(0o755)  # readable by a web server or other users, whatever the umask
         if staging.resolve().parent != self.scratch_dir():
             # rename(2) is only atomic within one filesystem: bring the folder next to the root.
             staging = Path(shutil.move(staging, self.scratch_dir() / staging.name))
@@ -221,6 +211,7 @@ class FsspecStorage:
         self.protocol = protocol if isinstance(protocol, str) else protocol[0]
         self.description = url
         self._claim_lock = threading.Lock()
+        self._scratch = LazyScratch(Path(tempfile.gettempdir()) / "savedhub-incoming")
 
     def _path(self, *parts: str) -> str:
         return "/".join((self.base, *_segments(parts)))
@@ -253,8 +244,8 @@ class FsspecStorage:
     def open(self, *parts: str) -> IO[bytes]:
         return self.fs.open(self._path(*parts), "rb")  # type: ignore[no-any-return]
 
-    def scratch_dir(self) -> None:
-        return None
+    def scratch_dir(self) -> Path:
+        return self._scratch.path()
 
     def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
         target = self._path(publisher, model, version)

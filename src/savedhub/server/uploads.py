@@ -4,12 +4,16 @@ Order matters for safety: the token is checked before anything else (so a
 caller without a valid token learns nothing about which models exist), then
 the names, then whether the version exists, then the size; only then is the
 body received, into a scratch file on the storage's filesystem, hashed while
-it arrives and cut off at the size cap. :mod:`savedhub.server.publish` checks
-and describes it; the storage makes it visible atomically.
+it arrives, cut off at the size cap, refused at its first bytes unless it is
+gzip (415), and dropped if it stalls (408, freeing the version for the next
+try). :mod:`savedhub.server.publish` unpacks it within the hub's limits
+(:mod:`savedhub.server.limits`, 413 past them), checks and describes it; the
+storage makes it visible atomically.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -17,11 +21,13 @@ import tempfile
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from savedhub.archive import compression_of
 from savedhub.server.auth import Verdict
-from savedhub.server.names import InvalidNameError, check_name
+from savedhub.server.limits import UploadLimits
+from savedhub.server.names import InvalidNameError, check_names
 from savedhub.server.publish import ReceivedArchive, UploadRejected, build_version, discard
 from savedhub.server.state import hub_of, model_url
 from savedhub.server.storage import VersionExistsError
@@ -33,18 +39,60 @@ class _TooLarge(Exception):
     pass
 
 
-async def _receive_archive(request: Request, scratch: Path | None, limit: int) -> ReceivedArchive:
+class _Stalled(Exception):
+    pass
+
+
+class _NotGzip(Exception):
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+# Enough of the body to tell its format: compression magic, or "ustar" at 257 for a plain tar.
+_HEAD_BYTES = 512
+
+
+def _other_format(head: bytes) -> str | None:
+    """What ``head`` is when it is an archive the hub does not take (only gzip is served)."""
+    kind = compression_of(head)
+    if kind is not None and kind != "gzip":
+        return f"a {kind}-compressed archive"
+    if kind is None and head[257:262] == b"ustar":
+        return "an uncompressed tar"
+    return None
+
+
+async def _receive_archive(
+    request: Request, scratch: Path | None, limits: UploadLimits
+) -> ReceivedArchive:
+    """The body, into a scratch file: hashed, cut off at the size cap, dropped when it stalls
+    for ``limits.idle_seconds``, and refused at its first bytes unless it is gzip."""
     digest = hashlib.sha256()
     size = 0
+    head = b""
     handle, name = tempfile.mkstemp(prefix="upload-", suffix=".tar.gz", dir=scratch)
     try:
         with os.fdopen(handle, "wb") as out:
-            async for chunk in request.stream():
+            chunks = request.stream().__aiter__()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), limits.idle_seconds)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    raise _Stalled() from None
                 size += len(chunk)
-                if size > limit:
+                if size > limits.max_upload_bytes:
                     raise _TooLarge()
+                if len(head) < _HEAD_BYTES:
+                    head += chunk[: _HEAD_BYTES - len(head)]
+                    if len(head) == _HEAD_BYTES and (kind := _other_format(head)):
+                        raise _NotGzip(kind)
                 digest.update(chunk)
                 out.write(chunk)
+        if len(head) < _HEAD_BYTES and (kind := _other_format(head)):
+            raise _NotGzip(kind)
     except BaseException:
         discard(Path(name))
         raise
@@ -85,8 +133,7 @@ async def upload(request: Request) -> Response:
         headers = {"www-authenticate": challenge} if challenge else None
         return JSONResponse({"error": message}, status_code=status, headers=headers)
     try:
-        for kind, name in (("publisher", p), ("model", m), ("version", v)):
-            check_name(kind, name)
+        check_names(p, m, v, publishing=True)
     except InvalidNameError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     key = (p, m, v)
@@ -95,15 +142,16 @@ async def upload(request: Request) -> Response:
     existing = await run_in_threadpool(hub.catalog.get, p, m, v)
     if key in hub.in_flight or existing is not None:
         return JSONResponse({"error": exists_message}, status_code=409)
+    limits = hub.limits
     too_large = JSONResponse(
         {
             "error": f"The upload for {name} is larger than this hub accepts "
-            f"({hub.max_upload_bytes} bytes); ask the operator to raise --max-upload."
+            f"({limits.max_upload_bytes} bytes); ask the operator to raise --max-upload."
         },
         status_code=413,
     )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > hub.max_upload_bytes:
+    if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes:
         return too_large
     hub.in_flight.add(key)
     staging: Path | None = None
@@ -111,15 +159,47 @@ async def upload(request: Request) -> Response:
     try:
         scratch = await run_in_threadpool(hub.storage.scratch_dir)
         try:
-            received = await _receive_archive(request, scratch, hub.max_upload_bytes)
+            received = await _receive_archive(request, scratch, limits)
         except _TooLarge:
             return too_large
+        except ClientDisconnect:  # the publisher went away: nobody reads an answer
+            logger.info("the upload for %s was abandoned by its client", name)
+            return Response(status_code=400)
+        except _Stalled:
+            return JSONResponse(
+                {
+                    "error": f"The upload for {name} sent nothing for {limits.idle_seconds:g} "
+                    "seconds and was dropped; send it again (the hub's operator sets this "
+                    "limit with --upload-idle-timeout)."
+                },
+                status_code=408,
+                headers={"connection": "close"},
+            )
+        except _NotGzip as exc:
+            return JSONResponse(
+                {
+                    "error": f"The upload for {name} is {exc.kind}; this hub takes gzip-"
+                    "compressed tar archives (.tar.gz) only, the format it serves. Pack it "
+                    "with `savedhub pack DIR OUT.tar.gz`, or push the folder itself."
+                },
+                status_code=415,
+            )
         staging = Path(tempfile.mkdtemp(prefix="version-", dir=scratch))
-        record = await run_in_threadpool(build_version, received, staging, p, m, v, hub.inspector)
+        async with hub.unpacking:
+            record = await run_in_threadpool(
+                build_version,
+                received,
+                staging,
+                p,
+                m,
+                v,
+                hub.inspector,
+                limits.extract_limits(),
+            )
         await run_in_threadpool(hub.storage.publish, staging, p, m, v)
         staging = None
     except UploadRejected as exc:
-        return JSONResponse({"error": str(exc), "findings": exc.findings}, status_code=422)
+        return JSONResponse({"error": str(exc), "findings": exc.findings}, status_code=exc.status)
     except VersionExistsError:
         return JSONResponse({"error": exists_message}, status_code=409)
     finally:
