@@ -418,37 +418,3 @@ def test_nested_inputs_and_dict_outputs(kr: SimpleNamespace, dict_model_path: st
     before = layer.resolved_object.w.numpy().copy()
     model.fit(feed, np.array([[1.0], [2.0]]), epochs=3, verbose=0)
     assert not np.array_equal(before, layer.resolved_object.w.numpy())
-
-
-def test_dot_keras_file_carries_its_savedmodel_to_a_new_machine(
-    kr: SimpleNamespace, text_embedding_path: str, tmp_path
-) -> None:
-    import shutil
-
-    source = tmp_path / "model_that_will_vanish"
-    shutil.copytree(text_embedding_path, source)
-    embed = kr.KerasLayer(str(source), trainable=True)
-    model = classifier(kr, embed)
-    model.fit(texts(), LABELS, epochs=2, verbose=0)
-    np.save(tmp_path / "expected.npy", model.predict(tf.constant(SENTENCES), verbose=0))
-    model.save(tmp_path / "classifier.keras")
-    shutil.rmtree(source)  # the handle no longer resolves anywhere
-
-    # A fresh process with an empty cache, as on another machine: only
-    # `import savedhub` and Keras' own loader, in safe mode, no custom_objects.
-    code = f"""
-        import numpy as np, tensorflow as tf
-        import savedhub
-        import {kr.keras.__name__} as k
-        model = k.models.load_model({str(tmp_path / "classifier.keras")!r})
-        x = tf.constant({SENTENCES!r})
-        np.testing.assert_allclose(
-            model.predict(x, verbose=0), np.load({str(tmp_path / "expected.npy")!r}), rtol=1e-5)
-        model.fit(x, np.array([1., 0.] * 4), epochs=1, verbose=0)  # still fine-tunable
-        tf.saved_model.save(model.layers[0].resolved_object, {str(tmp_path / "reexport")!r})
-        print("OK")
-        """
-    env = {"SAVEDHUB_CACHE_DIR": str(tmp_path / "new_machine_cache")}
-    assert _run_python(code, env).split() == ["OK"]
-    assert _run_python(code, env).split() == ["OK"]  # now from the cached copy
-    assert len(list((tmp_path / "new_machine_cache" / "keras-embedded").iterdir())) == 1

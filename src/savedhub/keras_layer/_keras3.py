@@ -40,6 +40,14 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         >>> model = keras.Sequential([embed, keras.layers.Dense(1)])
     """
 
+    @staticmethod
+    def _keras_safe_mode() -> bool | None:
+        # Where Keras 3 keeps the safe_mode of the load_model call in progress
+        # (TFSMLayer reads it the same way); pinned by tests/test_keras_file.py.
+        from keras.src.saving import serialization_lib
+
+        return serialization_lib.in_safe_mode()  # type: ignore[no-any-return]
+
     def _setup_layer(self, trainable: bool, **kwargs: Any) -> None:
         spec = self._hub.input_spec()
         # The dtype of non-float inputs (strings, token ids): Keras 3 builds a

@@ -70,25 +70,61 @@ class HubLayerBase:
         raise NotImplementedError
 
     @staticmethod
-    def _open(handle: Any, embedded: dict[str, Any] | None, **arguments: Any) -> HubCallable:
+    def _keras_safe_mode() -> bool | None:
+        """Keras' safe mode while it rebuilds a layer from a file: True, False, or
+        None outside of loading. Each Keras variant reads its own."""
+        raise NotImplementedError
+
+    @classmethod
+    def _open(cls, handle: Any, embedded: dict[str, Any] | None, **arguments: Any) -> HubCallable:
         """Load by handle; when that fails for a layer rebuilt from a .keras
-        file, use the SavedModel embedded in that file."""
+        file, use the SavedModel embedded in that file, if safe mode allows."""
+        key = _keras_file.checked_fingerprint((embedded or {}).get("fingerprint"))
         try:
             return HubCallable(handle, **arguments)
         except (ModelNotFoundError, NotASavedModelError, NotCachedError, TransferError) as exc:
-            key = (embedded or {}).get("fingerprint")
             if not key:
                 raise
-            copy = _keras_file.stored_copy(key) or _keras_file.from_open_archive(key)
-            if copy is None:
-                raise KerasLayerError(
-                    f"KerasLayer({handle!r}) cannot load its model: {exc} It is not in the "
-                    "cache either. Load the .keras file that embeds it with "
-                    "keras.models.load_model(path), or make the handle reachable."
-                ) from exc
+            copy = cls._embedded_copy(handle, key, exc)
         hub = HubCallable(copy, **arguments)
         hub.handle = handle  # the config keeps naming the model, not our copy
         return hub
+
+    @classmethod
+    def _embedded_copy(cls, handle: Any, key: str, exc: Exception) -> str:
+        """The folder of the SavedModel a .keras file carries for this layer.
+
+        Loading a SavedModel runs the TensorFlow graph inside it, which is
+        what Keras' safe mode guards against (it refuses its own TFSMLayer the
+        same way): a model taken from the file, or from the cache copy of one,
+        needs safe_mode=False. A handle that resolves loads as it always did.
+        """
+        archive = _keras_file.open_keras_archive()
+        cached = _keras_file.cached_copy(key)
+        if archive is None and cached is None:
+            raise KerasLayerError(
+                f"KerasLayer({handle!r}) cannot load its model: {exc} It is not in the "
+                "cache either. Load the .keras file that embeds it with "
+                "keras.models.load_model(path, safe_mode=False), or make the handle reachable."
+            ) from exc
+        if cls._keras_safe_mode() is not False:
+            raise KerasLayerError(
+                f"KerasLayer({handle!r}) cannot load its model by handle ({exc}). The .keras "
+                "file carries a copy of that SavedModel, but loading a SavedModel runs the "
+                "TensorFlow graph inside it, which Keras' safe mode refuses for a file. If "
+                "you trust this file, load it with load_model(path, safe_mode=False), or "
+                "call keras.config.enable_unsafe_deserialization() first (tf_keras: "
+                "safe_mode=False); or make the handle reachable again."
+            ) from exc
+        copy = cached or (_keras_file.install_from_archive(archive, key) if archive else None)
+        if copy is None:
+            raise KerasLayerError(
+                f"KerasLayer({handle!r}) cannot load its model by handle ({exc}), and the "
+                f".keras file being loaded does not contain the SavedModel {key} that its "
+                "config names: the file is damaged. Make the handle reachable, or save the "
+                "model again."
+            ) from exc
+        return copy
 
     @property
     def trainable(self) -> bool:
