@@ -84,6 +84,7 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         return super().__call__(as_tensor_input(inputs), *args, **kwargs)
 
     def call(self, inputs: Any, training: Any = None) -> Any:
+        self._check_trainability()
         # Like BatchNormalization: a frozen layer always runs in inference mode.
         if not self.trainable:
             training = False
@@ -99,8 +100,8 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         shape = self._hub.output_shape_for(input_shape)
-        if shape is not None:
-            return shape
+        if shape is not None:  # Keras 3 speaks shapes as tuples
+            return tf.nest.map_structure(lambda s: tuple(s.as_list()), shape)
         spec = self.compute_output_spec(keras.KerasTensor(input_shape, dtype="float32"))
         return tf.nest.map_structure(lambda t: t.shape, spec)
 

@@ -9,6 +9,7 @@ adds how it tracks weights, losses and the ``training`` flag.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from savedhub.errors import (
 )
 from savedhub.keras_layer import _keras_file
 from savedhub.keras_layer._common import HubCallable
+
+logger = logging.getLogger("savedhub")
 
 
 class HubLayerBase:
@@ -51,7 +54,6 @@ class HubLayerBase:
         self._hub = self._open(
             handle,
             embedded,
-            trainable=trainable,
             arguments=arguments,
             signature=signature,
             signature_outputs_as_dict=signature_outputs_as_dict,
@@ -126,16 +128,16 @@ class HubLayerBase:
             ) from exc
         return copy
 
-    @property
-    def trainable(self) -> bool:
-        return bool(super().trainable)  # type: ignore[misc]
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        hub = getattr(self, "_hub", None)  # unset while the Keras Layer initialises
-        if hub is not None:
-            hub.check_trainable(bool(value))
-        super(HubLayerBase, type(self)).trainable.fset(self, value)  # type: ignore[misc]
+    def _check_trainability(self) -> None:
+        """Raise or log about ``trainable=True`` when the layer is called, not
+        before: ``trainable`` can change until then (tensorflow_hub's rule)."""
+        if not self.trainable:
+            return
+        self._hub.check_trainable(True)
+        # Valid, but suspicious: say so once per layer.
+        if not self.trainable_weights and not getattr(self, "_warned_no_trainable", False):  # type: ignore[attr-defined]
+            logger.error("hub.KerasLayer is trainable but has zero trainable weights.")
+            self._warned_no_trainable = True
 
     @property
     def resolved_object(self) -> Any:

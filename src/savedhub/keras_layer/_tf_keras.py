@@ -48,6 +48,7 @@ class KerasLayer(HubLayerBase, tf_keras.layers.Layer):
         return lambda: loss_fn() if self.trainable else tf.constant(0.0)
 
     def call(self, inputs: Any, training: Any = None) -> Any:
+        self._check_trainability()
         if not self.trainable:
             training = False
         elif training is None:
@@ -56,6 +57,6 @@ class KerasLayer(HubLayerBase, tf_keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         shape = self._hub.output_shape_for(input_shape)
-        if shape is not None:
-            return tf.nest.map_structure(tf.TensorShape, shape, check_types=False)
+        if shape is not None:  # tf.TensorShapes, as tf_keras layers return
+            return shape
         return super().compute_output_shape(input_shape)
