@@ -208,6 +208,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     )
 
 
+def _one_input_model(kr: SimpleNamespace, layer: object, head: object = None) -> object:
+    """keras.Model(x [b, 1] -> layer, then head if given)."""
+    inputs = kr.keras.Input(shape=(1,))
+    outputs = layer(inputs)  # type: ignore[operator]
+    return kr.keras.Model(inputs, head(outputs) if head else outputs)  # type: ignore[operator]
+
+
 def _regression_losses(model: object) -> list[float]:
     return [float(x) for x in model.losses]  # type: ignore[attr-defined]
 
@@ -220,9 +227,8 @@ def test_half_plus_one_retrains_only_its_trainable_kernel(
     kr: SimpleNamespace, models: SimpleNamespace, variant: str
 ) -> None:
     keras = kr.keras
-    inputs = keras.Input(shape=(1,))
     path = models.half_plus_one_raw if variant == "raw" else models.half_plus_one_keras
-    model = keras.Model(inputs, kr.KerasLayer(path, trainable=True)(inputs))
+    model = _one_input_model(kr, kr.KerasLayer(path, trainable=True))
     x = np.array([[0.0], [8.0], [10.0], [12.0]], "float32")
     np.testing.assert_array_equal(model(x), [[1.0], [5.0], [6.0], [7.0]])
     assert _regression_losses(model) == [pytest.approx(0.0025)]
@@ -242,10 +248,8 @@ def test_half_plus_one_retrains_only_its_trainable_kernel(
 def test_regularization_loss_counts_only_while_trainable(
     kr: SimpleNamespace, models: SimpleNamespace
 ) -> None:
-    keras = kr.keras
-    inputs = keras.Input(shape=(1,))
     layer = kr.KerasLayer(models.half_plus_one_raw, trainable=False)
-    model = keras.Model(inputs, layer(inputs))
+    model = _one_input_model(kr, layer)
     assert sum(_regression_losses(model)) == 0.0  # [0.0] on tf_keras, [] on Keras 3
     layer.trainable = True
     assert _regression_losses(model) == [pytest.approx(0.0025)]
@@ -262,11 +266,10 @@ def test_batch_norm_retraining_updates_statistics_and_infers_with_them(
     kr: SimpleNamespace, models: SimpleNamespace
 ) -> None:
     keras = kr.keras
-    inputs = keras.Input(shape=(1,))
     layer = kr.KerasLayer(models.batch_norm, trainable=True)
     beta, _, mean, _ = _batch_norm_variables(layer)
     assert len(layer.weights) == 4
-    model = keras.Model(inputs, layer(inputs))
+    model = _one_input_model(kr, layer)
     model.compile(keras.optimizers.SGD(0.1), "mean_squared_error")
     x = np.array([[11.0], [12.0], [13.0]], "float32")
     model.fit(x, 2 * x, batch_size=3, epochs=100, verbose=0)
@@ -283,12 +286,11 @@ def test_frozen_batch_norm_stays_entirely_unchanged(
     kr: SimpleNamespace, models: SimpleNamespace
 ) -> None:
     keras = kr.keras
-    inputs = keras.Input(shape=(1,))
     layer = kr.KerasLayer(models.batch_norm, trainable=False)
     dense = keras.layers.Dense(
         1, use_bias=False, kernel_initializer=keras.initializers.Constant(1.5)
     )
-    model = keras.Model(inputs, dense(layer(inputs)))
+    model = _one_input_model(kr, layer, dense)
     before = [v.numpy().copy() for v in _batch_norm_variables(layer)]
     assert [float(v[0]) for v in before] == [0.0, 1.0, 0.0, 1.0]
     model.compile(keras.optimizers.SGD(0.1), "mean_squared_error")
@@ -372,11 +374,9 @@ def test_dict_inputs_and_outputs_in_a_functional_model(
 def test_list_outputs_of_unknown_shape(
     kr: SimpleNamespace, models: SimpleNamespace, with_output_shape: bool
 ) -> None:
-    keras = kr.keras
     kwargs = {"output_shape": [[1], [2, 2], [3, 3, 3]]} if with_output_shape else {}
-    inputs = keras.Input(shape=(1,))
     layer = kr.KerasLayer(models.unknown_shapes, **kwargs)
-    model = keras.Model(inputs, layer(inputs))
+    model = _one_input_model(kr, layer)
     single, double, triple = (t.numpy() for t in model(np.array([[1.0], [10.0]], "float32")))
     np.testing.assert_allclose(single, [[1.0], [10.0]])
     np.testing.assert_allclose(double, [np.full((2, 2), 2.0), np.full((2, 2), 20.0)])
