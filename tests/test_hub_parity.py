@@ -56,13 +56,20 @@ def _half_plus_one(path: str, through_keras: bool) -> str:
     if through_keras:
         tf.saved_model.save(model, path)
         return path
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 1))])
+    def call(x: tf.Tensor) -> tf.Tensor:
+        return model(x, training=False)
+
+    @tf.function(input_signature=[])
+    def l2_loss() -> tf.Tensor:
+        return model.losses[0]
+
     root = tf.train.Checkpoint()
-    root.__call__ = tf.function(
-        lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, 1))]
-    )
+    root.__call__ = call
     root.variables = model.trainable_variables + model.non_trainable_variables
     root.trainable_variables = [scale.kernel]
-    root.regularization_losses = [tf.function(lambda: model.losses[0], input_signature=[])]
+    root.regularization_losses = [l2_loss]
     tf.saved_model.save(root, path)
     return path
 
@@ -93,26 +100,32 @@ def _batch_norm(path: str) -> str:
 def _text_length(path: str) -> str:
     """Strings [b, 1] -> length * [0.1, 0.3], trainable, with an L2 loss."""
     weights = tf.Variable([[0.1, 0.3]])
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 1), tf.string)])
+    def call(text: tf.Tensor) -> tf.Tensor:
+        return tf.cast(tf.strings.length(text), tf.float32) @ weights
+
+    @tf.function(input_signature=[])
+    def l2_loss() -> tf.Tensor:
+        return 0.01 * tf.reduce_sum(weights**2)
+
     root = tf.train.Checkpoint(weights=weights)
-    root.__call__ = tf.function(
-        lambda text: tf.cast(tf.strings.length(text), tf.float32) @ weights,
-        input_signature=[tf.TensorSpec((None, 1), tf.string)],
-    )
+    root.__call__ = call
     root.variables = root.trainable_variables = [weights]
-    root.regularization_losses = [
-        tf.function(lambda: 0.01 * tf.reduce_sum(weights**2), input_signature=[])
-    ]
+    root.regularization_losses = [l2_loss]
     tf.saved_model.save(root, path)
     return path
 
 
 def _hyperparameters(path: str) -> str:
     """y = a*x + b with scalar hyperparameters a=1, b=0 and no variables."""
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 1)), tf.TensorSpec(()), tf.TensorSpec(())])
+    def call(x: tf.Tensor, a: float = 1.0, b: float = 0.0) -> tf.Tensor:
+        return a * x + b
+
     root = tf.train.Checkpoint()
-    root.__call__ = tf.function(
-        lambda x, a=1.0, b=0.0: a * x + b,
-        input_signature=[tf.TensorSpec((None, 1)), tf.TensorSpec(()), tf.TensorSpec(())],
-    )
+    root.__call__ = call
     tf.saved_model.save(root, path)
     return path
 
@@ -157,16 +170,21 @@ def _unknown_shapes(path: str) -> str:
 def _plus_one(path: str, keras_default: bool = False) -> str:
     """x + 1 for any shape; with keras_default, __call__ takes `training` (identity
     unless training) and x + 1 is a "plus_one" signature."""
-    plus_one = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec(None)])
+
+    @tf.function(input_signature=[tf.TensorSpec(None)])
+    def plus_one(x: tf.Tensor) -> tf.Tensor:
+        return x + 1
+
+    @tf.function(input_signature=[tf.TensorSpec(None), tf.TensorSpec((), tf.bool)])
+    def call(x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return tf.cond(training, lambda: x + 1, lambda: x)
+
     root = tf.train.Checkpoint()
     if not keras_default:
         root.__call__ = plus_one
         tf.saved_model.save(root, path)
         return path
-    root.__call__ = tf.function(
-        lambda x, training=False: x + 1 if training else x,
-        input_signature=[tf.TensorSpec(None), tf.TensorSpec((), tf.bool)],
-    )
+    root.__call__ = call
     root.plus_one = plus_one
     tf.saved_model.save(root, path, signatures={"plus_one": plus_one})
     return path
@@ -177,11 +195,13 @@ def _with_attributes(path: str, scratch: Path) -> str:
     variable holding what parsing it gives."""
     source = scratch / "number.txt"
     source.write_text("12345\n")
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 1), tf.string)])
+    def call(text: tf.Tensor) -> tf.Tensor:
+        return tf.strings.to_number(text, tf.int64)
+
     root = tf.train.Checkpoint()
-    root.__call__ = tf.function(
-        lambda s: tf.strings.to_number(s, tf.int64),
-        input_signature=[tf.TensorSpec((None, 1), tf.string)],
-    )
+    root.__call__ = call
     root.sample_input = tf.saved_model.Asset(str(source))
     root.sample_output = tf.Variable([[12345]], dtype=tf.int64)
     tf.saved_model.save(root, path)
@@ -513,6 +533,19 @@ def test_errors_at_construction_keep_tensorflow_hub_text_and_types(
         kr.KerasLayer(loaded).get_config()
 
 
+def test_tf_saved_model_save_of_a_layer_without_handle(
+    kr: SimpleNamespace, models: SimpleNamespace, tmp_path: Path
+) -> None:
+    """get_config raises NotImplementedError for such a layer, which is what lets
+    tf.saved_model.save fall back to saving the model without its config."""
+    keras = kr.keras
+    model = keras.Sequential([keras.Input(shape=(1,)), kr.KerasLayer(hub.load(models.plus_one))])
+    tf.saved_model.save(model, str(tmp_path / "saved"))
+    serve = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    (output,) = serve(tf.constant([[1.0]])).values()
+    np.testing.assert_array_equal(output, [[2.0]])
+
+
 def test_errors_at_call_time_keep_tensorflow_hub_text_and_types(
     kr: SimpleNamespace, models: SimpleNamespace
 ) -> None:
@@ -547,17 +580,21 @@ def test_load_of_an_incomplete_folder_and_of_a_non_string(tmp_path: Path) -> Non
         hub.load(str(tmp_path / "missing"))
 
 
-def test_load_saved_model_and_call_its_serving_signature(tmp_path: Path) -> None:
-    class Doubler(tf.Module):
-        @tf.function
-        def __call__(self, x: tf.Tensor) -> tf.Tensor:
-            return 2 * x
+class _Doubler(tf.Module):
+    @tf.function
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return 2 * x
 
-    doubler = Doubler()
-    serving = tf.function(lambda x: {"output": doubler(x)}).get_concrete_function(
-        tf.TensorSpec((3,))
-    )
-    tf.saved_model.save(doubler, str(tmp_path / "m"), signatures={"serving_default": serving})
+
+def test_load_saved_model_and_call_its_serving_signature(tmp_path: Path) -> None:
+    doubler = _Doubler()
+
+    @tf.function(input_signature=[tf.TensorSpec((3,))])
+    def serving_default(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"output": doubler(x)}
+
+    signatures = {"serving_default": serving_default}
+    tf.saved_model.save(doubler, str(tmp_path / "m"), signatures=signatures)
     loaded = hub.load(str(tmp_path / "m"))
     out = loaded.signatures["serving_default"](tf.constant([2.0, 4.0, 5.0]))["output"]
     np.testing.assert_allclose(out, [4.0, 8.0, 10.0])
