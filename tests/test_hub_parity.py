@@ -656,3 +656,13 @@ def test_cache_dir_on_another_filesystem_is_refused_with_the_fix(
     monkeypatch.setenv("TFHUB_CACHE_DIR", "gs://bucket/cache")
     with pytest.raises(ValueError, match="TFHUB_CACHE_DIR='gs://bucket/cache'.*local folder"):
         hub.resolve("https://tfhub.dev/google/nnlm-en-dim128/2")
+
+
+def test_tf1_hub_module_over_http(hub_server: object, tf1_hub_path: str) -> None:
+    from archives import pack_folder
+
+    hub_server.add_file("/half_plus_two_v1.tar.gz", pack_folder(tf1_hub_path))  # type: ignore[attr-defined]
+    loaded = hub.load(hub_server.url("/half_plus_two_v1.tar.gz"))  # type: ignore[attr-defined]
+    assert loaded._is_hub_module_v1 is True
+    out = loaded.signatures["default"](tf.constant([[1.0, 1.0]]))
+    np.testing.assert_allclose(next(iter(out.values())), [[3.5]])
