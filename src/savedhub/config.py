@@ -15,6 +15,8 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+from savedhub.errors import ConfigError
+
 _TRUE = {"1", "true", "yes", "on"}
 
 # Mirrors set from Python (``savedhub.set_mirrors``) win over SAVEDHUB_MIRRORS.
@@ -26,6 +28,25 @@ def _flag(name: str, default: bool = False) -> bool:
     if value is None or value.strip() == "":
         return default
     return value.strip().lower() in _TRUE
+
+
+def _number(name: str, default: str, parse: type[int] | type[float], example: str) -> float:
+    """The non-negative number in environment variable ``name`` (else ``default``);
+    a value that is not one raises ConfigError naming the variable and the value."""
+    raw = os.environ.get(name, "").strip() or default
+    try:
+        value = parse(raw)
+    except ValueError:
+        value = -1
+    if not value >= 0:  # also refuses nan
+        kind = "whole number" if parse is int else "number"
+        raise ConfigError(
+            f"{name}={raw!r} is not a non-negative {kind}; set e.g. {name}={example} "
+            f"or unset it (default {default}).",
+            name,
+            raw,
+        )
+    return value
 
 
 def _absl_flag(name: str) -> str | None:
@@ -59,19 +80,23 @@ def _cache_root(value: str, source: str) -> Path:
     if parts.scheme.lower() == "file":
         path = urllib.parse.unquote(parts.path)
         if parts.netloc not in ("", "localhost") or not path:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}={value!r} is not a file:// URL of a folder on this machine; "
-                "write it as file:///absolute/path or as a plain path."
+                "write it as file:///absolute/path or as a plain path.",
+                source,
+                value,
             )
         return Path(path)
     scheme = _URL_SCHEME.match(value)
     if scheme:
         name = scheme.group(1)
-        raise ValueError(
+        raise ConfigError(
             f"{source}={value!r}: savedhub keeps its cache on a local filesystem (it "
             f"relies on atomic renames and file locks, which {name}:// storage does not "
             f"offer). Set {source} to a local folder, or a bucket mounted as one; a model "
-            f"stored on {name}:// loads in place with hub.load('{name}://...')."
+            f"stored on {name}:// loads in place with hub.load('{name}://...').",
+            source,
+            value,
         )
     return Path(os.path.expanduser(value))
 
@@ -83,7 +108,7 @@ def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     Each may be a path or a ``file://`` URL, as tensorflow_hub accepts.
 
     Raises:
-        ValueError: the setting is a URL of another filesystem (``gs://`` ...).
+        ConfigError: the setting is a URL of another filesystem (``gs://`` ...).
     """
     for candidate, source in (
         (explicit, "cache_dir"),
@@ -105,9 +130,11 @@ def model_load_format() -> str:
     if value == "AUTO":
         value = "COMPRESSED"
     if value not in ("COMPRESSED", "UNCOMPRESSED"):
-        raise ValueError(
+        raise ConfigError(
             f"TFHUB_MODEL_LOAD_FORMAT={value!r} is not understood; "
-            "use COMPRESSED, UNCOMPRESSED or AUTO."
+            "use COMPRESSED, UNCOMPRESSED or AUTO.",
+            "TFHUB_MODEL_LOAD_FORMAT",
+            value,
         )
     return value
 
@@ -133,38 +160,38 @@ def show_progress() -> bool:
 
 def http_timeout() -> float:
     """Seconds to wait for a connection or for the next bytes (SAVEDHUB_HTTP_TIMEOUT)."""
-    return float(os.environ.get("SAVEDHUB_HTTP_TIMEOUT", "60"))
+    return float(_number("SAVEDHUB_HTTP_TIMEOUT", "60", float, "120"))
 
 
 def http_retries() -> int:
     """Attempts after the first on connection errors, timeouts and 5xx (SAVEDHUB_HTTP_RETRIES)."""
-    return int(os.environ.get("SAVEDHUB_HTTP_RETRIES", "4"))
+    return int(_number("SAVEDHUB_HTTP_RETRIES", "4", int, "8"))
 
 
 def http_backoff() -> float:
     """Seconds before the first retry, doubled on each further one (SAVEDHUB_HTTP_BACKOFF)."""
-    return float(os.environ.get("SAVEDHUB_HTTP_BACKOFF", "0.5"))
+    return float(_number("SAVEDHUB_HTTP_BACKOFF", "0.5", float, "1.5"))
 
 
 def max_extract_members() -> int:
     """Most members an archive may hold (SAVEDHUB_MAX_EXTRACT_MEMBERS, default 100000)."""
-    return int(os.environ.get("SAVEDHUB_MAX_EXTRACT_MEMBERS", "100000"))
+    return int(_number("SAVEDHUB_MAX_EXTRACT_MEMBERS", "100000", int, "500000"))
 
 
 def max_extract_bytes() -> int:
     """Largest total an archive may expand to (SAVEDHUB_MAX_EXTRACT_BYTES, default 64 GiB)."""
-    return int(os.environ.get("SAVEDHUB_MAX_EXTRACT_BYTES", str(64 * 2**30)))
+    return int(_number("SAVEDHUB_MAX_EXTRACT_BYTES", str(64 * 2**30), int, str(128 * 2**30)))
 
 
 def lock_timeout() -> float:
     """Seconds to wait for another process's download of the same handle."""
-    return float(os.environ.get("SAVEDHUB_LOCK_TIMEOUT", "3600"))
+    return float(_number("SAVEDHUB_LOCK_TIMEOUT", "3600", float, "7200"))
 
 
 def lock_stale_seconds() -> float:
     """A tensorflow_hub ``.lock`` of another host whose download shows no progress for
     this long is taken over (SAVEDHUB_LOCK_STALE_SECONDS; tensorflow_hub itself uses 600)."""
-    return float(os.environ.get("SAVEDHUB_LOCK_STALE_SECONDS", "600"))
+    return float(_number("SAVEDHUB_LOCK_STALE_SECONDS", "600", float, "1200"))
 
 
 def set_mirrors(mirrors: dict[str, str] | list[tuple[str, str]] | None) -> None:
@@ -194,9 +221,11 @@ def mirrors() -> list[tuple[str, str]]:
                 continue
             prefix, sep, replacement = item.partition("=")
             if not sep or not prefix.strip() or not replacement.strip():
-                raise ValueError(
+                raise ConfigError(
                     f"SAVEDHUB_MIRRORS entry {item!r} is not 'prefix=replacement'; "
-                    "example: SAVEDHUB_MIRRORS='https://tfhub.dev=http://hub.internal:8080'"
+                    "example: SAVEDHUB_MIRRORS='https://tfhub.dev=http://hub.internal:8080'",
+                    "SAVEDHUB_MIRRORS",
+                    raw,
                 )
             pairs.append((prefix.strip(), replacement.strip()))
     return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
@@ -223,7 +252,9 @@ def pack_mtime() -> int:
     try:
         return max(0, int(value))
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds since 1970; "
-            "unset it or set e.g. SOURCE_DATE_EPOCH=1700000000."
+            "unset it or set e.g. SOURCE_DATE_EPOCH=1700000000.",
+            "SOURCE_DATE_EPOCH",
+            value,
         ) from None

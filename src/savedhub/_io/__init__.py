@@ -1,5 +1,6 @@
 """Small I/O building blocks shared by the client, the publisher and the server.
 
-``pipe`` is a bounded, cancellable byte pipe between threads; ``units`` writes
-and reads byte sizes and durations.
+``atomic`` writes a file or puts a folder in place in one rename; ``pipe`` is a
+bounded, cancellable byte pipe between threads; ``units`` writes and reads
+byte sizes and durations.
 """

@@ -31,6 +31,11 @@ class HubLayerBase:
     """Shared constructor, config and ``.keras`` assets of both KerasLayers."""
 
     _hub: HubCallable
+    # Provided by the Keras Layer each variant also derives from.
+    trainable: bool
+    trainable_weights: list[Any]
+    # Set once the zero-trainable-weights error has been logged for this layer.
+    _warned_no_trainable = False
 
     def __init__(
         self,
@@ -135,7 +140,7 @@ class HubLayerBase:
             return
         self._hub.check_trainable(True)
         # Valid, but suspicious: say so once per layer.
-        if not self.trainable_weights and not getattr(self, "_warned_no_trainable", False):  # type: ignore[attr-defined]
+        if not self.trainable_weights and not self._warned_no_trainable:
             logger.error("hub.KerasLayer is trainable but has zero trainable weights.")
             self._warned_no_trainable = True
 

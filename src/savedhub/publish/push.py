@@ -21,8 +21,15 @@ from typing import Any
 import httpx
 
 from savedhub import config
+from savedhub._wire import (
+    MalformedRecordError,
+    VersionRecord,
+    is_valid_version,
+    version_error,
+)
 from savedhub.client.handles import ARCHIVE_SUFFIXES
 from savedhub.errors import IntegrityError, InvalidHandleError, PublishError, TransferError
+from savedhub.transfer import progress_bar, upload
 
 _CHUNK = 1 << 20
 _API_PREFIX = "api/models"
@@ -47,7 +54,8 @@ def upload_url(model_url: str) -> tuple[str, str]:
         ('http://hub:8080/api/models/acme/mul/1', 'http://hub:8080/acme/mul/1')
 
     Raises:
-        InvalidHandleError: the URL is not http(s) or has no publisher/model/version.
+        InvalidHandleError: the URL is not http(s), has no publisher/model/version, or
+            its version is not a positive integer.
     """
     parts = urllib.parse.urlsplit(model_url.strip())
     segments = [s for s in parts.path.split("/") if s]
@@ -60,6 +68,10 @@ def upload_url(model_url: str) -> tuple[str, str]:
             model_url,
         )
     prefix, (publisher, model, version) = segments[:-3], segments[-3:]
+    if not is_valid_version(version):
+        raise InvalidHandleError(
+            f"Cannot push to {model_url!r}: {version_error(version)}", model_url
+        )
     base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", "")).rstrip("/")
     root = "/".join([base, *prefix])
     return (
@@ -79,7 +91,8 @@ def _sha256_of(path: Path) -> str:
 def _chunks(path: Path, progress: Any) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
-            progress.update(len(chunk))
+            if progress is not None:
+                progress.update(len(chunk))
             yield chunk
 
 
@@ -106,46 +119,39 @@ def _refusal(response: httpx.Response, url: str) -> PublishError:
 def _send(
     archive: Path, sha256: str, api_url: str, model_url: str, token: str | None
 ) -> PushResult:
-    from tqdm.auto import tqdm
-
     size = archive.stat().st_size
     headers = {
         "Content-Type": "application/gzip",
         "Content-Length": str(size),
-        "User-Agent": "savedhub",
     }
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    progress = tqdm(
-        total=size,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=f"push {model_url}",
-        disable=not config.show_progress(),
-    )
-    timeout = httpx.Timeout(config.http_timeout(), read=max(config.http_timeout(), 600.0))
+    progress = progress_bar(size, model_url)
     try:
-        with progress, httpx.Client(timeout=timeout, verify=config.verify_certificates()) as client:
-            response = client.put(api_url, content=_chunks(archive, progress), headers=headers)
-    except httpx.HTTPError as exc:
-        raise TransferError(
-            f"Could not push to {model_url}: {type(exc).__name__}: {exc}. "
-            "Check that the hub is running and the URL is right.",
-            model_url,
-        ) from exc
+        # The hub checks the model before it answers: wait up to ten minutes for that.
+        response = upload(api_url, _chunks(archive, progress), headers, read_timeout=600.0)
+    finally:
+        if progress is not None:
+            progress.close()
     if response.status_code != 201:
         raise _refusal(response, model_url)
     body = response.json()
-    metadata = body.get("metadata", {})
-    server_sha = metadata.get("archive", {}).get("sha256")
+    try:
+        record = VersionRecord.from_json(body.get("metadata"))
+    except MalformedRecordError as exc:
+        raise TransferError(
+            f"{model_url} answered 201 but its record of the version is not one savedhub "
+            f"reads: {exc}. Is the URL a savedhub hub?",
+            model_url,
+        ) from exc
+    server_sha = record.sha256
     if server_sha != sha256:
         raise IntegrityError(
             f"{model_url} recorded SHA-256 {server_sha} but {archive} has {sha256}; the upload "
             "was damaged on the way. Ask the hub's operator to remove the version.",
             model_url,
         )
-    return PushResult(str(body.get("url", model_url)), sha256, size, metadata)
+    return PushResult(str(body.get("url", model_url)), sha256, size, record.to_json())
 
 
 def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> PushResult:

@@ -24,7 +24,6 @@ in a caller cannot make storage read or write outside the root.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -34,6 +33,9 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
+from savedhub._io.atomic import put_folder
+from savedhub.errors import StorageError as StorageError  # re-exported
+from savedhub.errors import VersionExistsError as VersionExistsError
 from savedhub.server.names import is_valid_name
 
 ARCHIVE = "model.tar.gz"
@@ -45,14 +47,6 @@ _CLAIM = "claim.json"
 _SCRATCH_MAX_AGE = 86400
 # Filesystems whose paths TensorFlow's own tf.io.gfile reads, so a client may load in place.
 _TF_READABLE_PROTOCOLS = ("gs", "gcs", "s3", "hdfs")
-
-
-class VersionExistsError(FileExistsError):
-    """The version is already published (versions are immutable)."""
-
-
-class StorageError(OSError):
-    """The storage backend failed (a disk or object-store error)."""
 
 
 def _segments(parts: tuple[str, ...]) -> tuple[str, ...]:
@@ -102,7 +96,18 @@ class Storage(Protocol):
         ...
 
     def folder_url(self, *parts: str) -> str | None:
-        """Where TensorFlow can read the folder in place, or None if it cannot."""
+        """Where TensorFlow can read the folder in place (``gs://...``), or None if it
+        cannot (a local root: the hub serves the files itself, never its own paths)."""
+        ...
+
+    def list_files(self, *parts: str) -> list[tuple[str, int]]:
+        """Every file in the folder ``parts`` and below: ``(relative POSIX path, size)``,
+        sorted ([] if there is no such folder)."""
+        ...
+
+    def open_in(self, relative: str, *parts: str) -> IO[bytes]:
+        """A seekable reader of ``relative`` (a path :meth:`list_files` gave) in the folder
+        ``parts`` (raises FileNotFoundError, also for a path leaving the folder)."""
         ...
 
 
@@ -167,18 +172,34 @@ class LocalStorage:
             # rename(2) is only atomic within one filesystem: bring the folder next to the root.
             staging = Path(shutil.move(staging, self.scratch_dir() / staging.name))
         try:
-            # rename(2) onto an existing non-empty folder fails: the first upload wins.
-            os.rename(staging, final)
+            published = put_folder(staging, final)  # of two uploads, the first wins
         except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise VersionExistsError(
-                    f"{publisher}/{model}/{version} already exists in {self.description}"
-                ) from exc
             raise StorageError(f"could not publish into {final}: {exc}") from exc
+        if not published:
+            raise VersionExistsError(
+                f"{publisher}/{model}/{version} already exists in {self.description}"
+            )
 
     def folder_url(self, *parts: str) -> str | None:
-        path = self._path(*parts)
-        return str(path) if path.is_dir() else None
+        return None
+
+    def list_files(self, *parts: str) -> list[tuple[str, int]]:
+        top = self._path(*parts).resolve()
+        found = []
+        for folder, _, names in os.walk(top):  # links to folders are not followed
+            for name in names:
+                path = Path(folder, name)
+                real = path.resolve()
+                if real.is_relative_to(top) and real.is_file():
+                    found.append((path.relative_to(top).as_posix(), real.stat().st_size))
+        return sorted(found)
+
+    def open_in(self, relative: str, *parts: str) -> IO[bytes]:
+        top = self._path(*parts).resolve()
+        path = top.joinpath(relative).resolve()
+        if not path.is_relative_to(top):
+            raise FileNotFoundError(f"{relative!r} is not inside the folder")
+        return path.open("rb")
 
 
 class FsspecStorage:
@@ -264,6 +285,23 @@ class FsspecStorage:
             return None
         scheme = "gs" if self.protocol == "gcs" else self.protocol
         return f"{scheme}://{self._path(*parts)}"
+
+    def list_files(self, *parts: str) -> list[tuple[str, int]]:
+        top = self._path(*parts).strip("/") + "/"
+        try:
+            found = self.fs.find(self._path(*parts), detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            (str(name).lstrip("/")[len(top) :], int(info["size"]))
+            for name, info in found.items()
+            if info.get("type") == "file" and str(name).lstrip("/").startswith(top)
+        )
+
+    def open_in(self, relative: str, *parts: str) -> IO[bytes]:
+        if any(part in ("", ".", "..") for part in relative.split("/")):
+            raise FileNotFoundError(f"{relative!r} is not inside the folder")
+        return self.fs.open(f"{self._path(*parts)}/{relative}", "rb")  # type: ignore[no-any-return]
 
 
 def open_storage(location: str | os.PathLike[str]) -> Storage:
