@@ -221,7 +221,8 @@ def test_a_stalled_upload_is_dropped_and_frees_its_version(
     url = f"{hub.url}/api/models/acme/stalled/1"
     port = int(hub.url.rsplit(":", 1)[1])
     head = (
-        f"PUT /api/models/acme/stalled/1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}"
+        "PUT /api/models/acme/stalled/1 HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {TOKEN}"
         f"\r\nContent-Length: {len(my_mul_archive)}\r\n\r\n"
     )
     with socket.create_connection(("127.0.0.1", port), timeout=60) as stalled:

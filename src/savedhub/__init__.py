@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from savedhub.publish.lint import lint
     from savedhub.publish.pack import pack
 
-_keras_registration.install()
+_keras_registration.register_imported_kerases()
 
 _LAZY = {
     "load": "savedhub.client.loading",
@@ -97,6 +97,8 @@ def __getattr__(name: str) -> Any:
 
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
+    # Keras is imported by now if TensorFlow is: make .keras files find our layer.
+    _keras_registration.register_imported_kerases()
     return value
 
 

@@ -1,25 +1,36 @@
-"""Register savedhub's KerasLayer with Keras as soon as Keras is imported.
+"""Make Keras find savedhub's KerasLayer in a ``.keras`` file, without import hooks.
 
-Keras finds a layer class from a ``.keras`` file only if the class was
-registered before ``load_model`` runs, and it imports no modules outside its
-own packages to find one. ``import savedhub`` must stay free of TensorFlow,
-so it cannot define the layer up front; instead it asks Python to run the
-registration right after ``keras`` (or ``tf_keras``) finishes importing —
-which already brought TensorFlow in. Then ``import savedhub`` plus
-``keras.models.load_model("model.keras")`` works in a fresh process, in
-Keras' safe mode, with no ``custom_objects``.
+Keras rebuilds a layer from a ``.keras`` file by looking its class up by its
+registered name; neither Keras 3 nor tf_keras imports a module outside its
+own packages to find one. So the class must be registered before
+``load_model`` runs, and it is registered when its module is imported:
+
+* on first use of ``hub.KerasLayer`` (or ``savedhub.keras_layer.Keras3Layer``
+  / ``TFKerasLayer``), or of any lazy ``savedhub`` name (``hub.load`` ...);
+* by ``import savedhub`` itself, with each Keras that is imported already.
+  ``import tensorflow`` imports the Keras that ``tf.keras`` names (Keras 3,
+  or tf_keras with ``TF_USE_LEGACY_KERAS=1``), so the usual order
+  (``import tensorflow as tf`` / ``import keras``, then ``import savedhub``)
+  needs nothing more.
+
+The one order this cannot cover: ``import savedhub`` before TensorFlow and
+Keras, then ``load_model`` without touching ``hub.KerasLayer``. Covering it
+would need a hook on every import (``sys.meta_path``), which a library must
+not install. Keras then says it cannot locate class 'KerasLayer'; mentioning
+``hub.KerasLayer`` once before loading (or passing
+``custom_objects={"KerasLayer": hub.KerasLayer}``, as with tensorflow_hub)
+fixes it.
+
+Registering only makes the class findable. Whether a file's layer may load
+the SavedModel it carries is decided by Keras' safe mode (see
+``keras_layer._layer_base``), never switched off by being imported.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import logging
 import sys
-from collections.abc import Sequence
-from types import ModuleType
 
 logger = logging.getLogger("savedhub")
 
@@ -30,52 +41,18 @@ LAYER_MODULES = {
 }
 
 
-def _register(keras_package: str) -> None:
-    try:
-        importlib.import_module(LAYER_MODULES[keras_package])
-    except Exception:  # never break the user's own import of Keras
-        logger.debug("could not register savedhub.KerasLayer with %s", keras_package, exc_info=True)
+def register_imported_kerases() -> None:
+    """Register the KerasLayer with each Keras that is imported already.
 
-
-class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the real loader, then registers our layer with the new module."""
-
-    def __init__(self, loader: importlib.abc.Loader, keras_package: str) -> None:
-        self._loader = loader
-        self._keras_package = keras_package
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        _register(self._keras_package)
-
-
-class _KerasImportWatcher(importlib.abc.MetaPathFinder):
-    def __init__(self) -> None:
-        self._searching: set[str] = set()
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in LAYER_MODULES or fullname in self._searching:
-            return None
-        self._searching.add(fullname)
+    Costs nothing when no Keras is imported (it imports none), so
+    ``import savedhub`` stays free of TensorFlow.
+    """
+    for keras_package, layer_module in LAYER_MODULES.items():
+        if keras_package not in sys.modules or layer_module in sys.modules:
+            continue
         try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            self._searching.discard(fullname)
-        if spec is None or spec.loader is None:
-            return None
-        spec.loader = _RegisteringLoader(spec.loader, fullname)
-        return spec
-
-
-def install() -> None:
-    """Register now for a Keras already imported; watch for the others."""
-    for keras_package in LAYER_MODULES:
-        if keras_package in sys.modules:
-            _register(keras_package)
-    if not any(isinstance(finder, _KerasImportWatcher) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _KerasImportWatcher())
+            importlib.import_module(layer_module)
+        except Exception:  # a half-installed Keras must not break `import savedhub`
+            logger.debug(
+                "could not register savedhub.KerasLayer with %s", keras_package, exc_info=True
+            )

@@ -10,7 +10,9 @@ start with ``SAVEDHUB_``.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 from savedhub.errors import ConfigError
@@ -62,17 +64,60 @@ def _absl_flag(name: str) -> str | None:
     return None
 
 
+_URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+def _cache_root(value: str, source: str) -> Path:
+    """The local folder a cache setting names: a path, or a ``file://`` URL.
+
+    tensorflow_hub reads its cache folder through ``tf.io.gfile``, so users set
+    ``TFHUB_CACHE_DIR=file:///some/dir``; that is the folder ``/some/dir``, shared
+    with tensorflow_hub as before. Other URLs (``gs://`` ...) are refused: the
+    cache relies on atomic renames and file locks, which only a local (or
+    mounted) filesystem offers.
+    """
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme.lower() == "file":
+        path = urllib.parse.unquote(parts.path)
+        if parts.netloc not in ("", "localhost") or not path:
+            raise ConfigError(
+                f"{source}={value!r} is not a file:// URL of a folder on this machine; "
+                "write it as file:///absolute/path or as a plain path.",
+                source,
+                value,
+            )
+        return Path(path)
+    scheme = _URL_SCHEME.match(value)
+    if scheme:
+        name = scheme.group(1)
+        raise ConfigError(
+            f"{source}={value!r}: savedhub keeps its cache on a local filesystem (it "
+            f"relies on atomic renames and file locks, which {name}:// storage does not "
+            f"offer). Set {source} to a local folder, or a bucket mounted as one; a model "
+            f"stored on {name}:// loads in place with hub.load('{name}://...').",
+            source,
+            value,
+        )
+    return Path(os.path.expanduser(value))
+
+
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The cache root: argument, SAVEDHUB_CACHE_DIR, TFHUB_CACHE_DIR, --tfhub_cache_dir,
-    else the user's cache folder (never ``/tmp``, whose cleaners half-delete models)."""
-    for candidate in (
-        explicit,
-        os.environ.get("SAVEDHUB_CACHE_DIR"),
-        os.environ.get("TFHUB_CACHE_DIR"),
-        _absl_flag("tfhub_cache_dir"),
+    else the user's cache folder (never ``/tmp``, whose cleaners half-delete models).
+
+    Each may be a path or a ``file://`` URL, as tensorflow_hub accepts.
+
+    Raises:
+        ConfigError: the setting is a URL of another filesystem (``gs://`` ...).
+    """
+    for candidate, source in (
+        (explicit, "cache_dir"),
+        (os.environ.get("SAVEDHUB_CACHE_DIR"), "SAVEDHUB_CACHE_DIR"),
+        (os.environ.get("TFHUB_CACHE_DIR"), "TFHUB_CACHE_DIR"),
+        (_absl_flag("tfhub_cache_dir"), "--tfhub_cache_dir"),
     ):
         if candidate:
-            return Path(os.path.expanduser(os.fspath(candidate)))
+            return _cache_root(os.fspath(candidate), source)
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("savedhub", appauthor=False))

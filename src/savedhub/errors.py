@@ -23,6 +23,7 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     ├── PublishError (RuntimeError)          a hub refused a push (token, version exists, lint)
     ├── PackError (ValueError)               a folder cannot be packed (lint errors, output inside)
     ├── KerasLayerError (ValueError)         a KerasLayer argument or use is wrong
+    │   └── KerasLayerConfigError (NotImplementedError)  no config for a layer without a handle
     │   the hub server's own (``savedhub serve``):
     ├── InvalidNameError (ValueError)        a publisher, model or version name it refuses
     ├── UploadRejected (ValueError)          an upload is not a publishable model (HTTP 422)
@@ -155,6 +156,12 @@ class OutputExistsError(_AboutPath, FileExistsError):
 
 class KerasLayerError(SavedhubError, ValueError):
     """A KerasLayer was given arguments that cannot work together."""
+
+
+class KerasLayerConfigError(KerasLayerError, NotImplementedError):
+    """get_config of a KerasLayer built from an already loaded object: it has no
+    handle to save. A NotImplementedError, as in tensorflow_hub, which is what
+    makes tf.saved_model.save fall back to saving without the config."""
 
 
 class CacheWarning(UserWarning):

@@ -66,9 +66,10 @@ def _as_text(handle: object) -> str:
             text = os.fsdecode(text)
     else:
         raise InvalidHandleError(
-            f"A handle must be a string or a path (os.PathLike), got {type(handle).__name__}: "
-            f"{handle!r}. Pass a folder path, a file:// URL or an http(s):// model URL, "
-            "e.g. hub.load('/models/my_model').",
+            # tensorflow_hub's words first: code written for it matches them.
+            f"Expected a string, got {handle}. A handle must be a string or a path "
+            f"(os.PathLike), not {type(handle).__name__}: pass a folder path, a file:// URL "
+            "or an http(s):// model URL, e.g. hub.load('/models/my_model').",
             handle,
         )
     text = text.strip()

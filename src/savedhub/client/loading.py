@@ -31,15 +31,18 @@ def is_tf1_hub_module(path: str) -> bool:
 
 
 def _check_remote_folder(path: str, handle: object) -> None:
+    # The first sentence of each message is tensorflow_hub's.
     if not tf.io.gfile.exists(path):
         raise ModelNotFoundError(
-            f"No model at {handle!r}: TensorFlow's filesystem finds nothing at {path!r}. "
-            "Check the bucket and path, and your credentials for that storage.",
+            f"{handle} does not exist. No model at {handle!r}: TensorFlow's filesystem finds "
+            f"nothing at {path!r}. Check the bucket and path, and your credentials for "
+            "that storage.",
             handle,
         )
     if not any(tf.io.gfile.exists(os.path.join(path, f)) for f in GRAPH_FILES):
         raise NotASavedModelError(
-            f"{handle!r} is not a SavedModel folder: it has no saved_model.pb. "
+            "Trying to load a model of incompatible/unknown type. "
+            f"'{path}' contains neither 'saved_model.pb' nor 'saved_model.pbtxt'. "
             "Point the handle at the folder the model was saved to.",
             handle,
         )

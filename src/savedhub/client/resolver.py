@@ -26,9 +26,10 @@ def check_saved_model_dir(path: str | os.PathLike[str], handle: object = None) -
     shown = handle if handle is not None else path
     path = Path(path)
     if not path.exists():
+        # The first sentence of this message and the one below is tensorflow_hub's.
         raise ModelNotFoundError(
-            f"No model at {shown!r}: the path {str(path)!r} does not exist. "
-            "Check the spelling, or pass a model URL (https://...) to download one.",
+            f"{shown} does not exist. No model at {shown!r}: the path {str(path)!r} does "
+            "not exist. Check the spelling, or pass a model URL (https://...) to download one.",
             shown,
         )
     if path.is_file():
@@ -55,7 +56,9 @@ def check_saved_model_dir(path: str | os.PathLike[str], handle: object = None) -
         contents = folder.describe_contents(path)
         held = "it is empty" if contents == "nothing" else f"it holds: {contents}"
         raise NotASavedModelError(
-            f"{shown!r} is not a SavedModel folder: it has no saved_model.pb or "
+            "Trying to load a model of incompatible/unknown type. "
+            f"'{path}' contains neither 'saved_model.pb' nor 'saved_model.pbtxt': "
+            f"{shown!r} is not a SavedModel folder, it has no saved_model.pb or "
             f"saved_model.pbtxt ({held}). {folder.nested_hint(path)}",
             shown,
         )

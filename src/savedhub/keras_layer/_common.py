@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from savedhub.client.loading import function_origin, load, resolve_for_loading
-from savedhub.errors import KerasLayerError
+from savedhub.errors import KerasLayerConfigError, KerasLayerError
 from savedhub.keras_layer._recording import gradients_can_flow_into, tapes_paused
 
 # Endpoint that Keras 3's ``model.export()`` writes in place of ``__call__``.
@@ -167,7 +167,6 @@ class HubCallable:
         self,
         handle: Any,
         *,
-        trainable: bool,
         arguments: Mapping[str, Any] | None,
         signature: str | None,
         signature_outputs_as_dict: bool | None,
@@ -203,17 +202,14 @@ class HubCallable:
         self.signature = signature
         self.signature_outputs_as_dict = bool(signature_outputs_as_dict)
         self.output_key = output_key
-        self._check_arguments(trainable)
+        # Like tensorflow_hub, the argument checks that depend on the model
+        # itself (output_key on a non-dict, trainable through a signature)
+        # wait until the layer is called: `trainable` may change until then.
+        self._check_arguments()
         self.function, self.uses_signature = self._pick_function()
         self.takes_training = (not self.uses_signature) and accepts_training(self.function)
         # Whether any variable can be fine-tuned; if not, the layer is always frozen.
         self.fine_tunable = bool(self.variables()[0])
-        if self.output_key is not None and not self.uses_signature and not self._returns_dict():
-            raise KerasLayerError(
-                f"output_key={self.output_key!r} picks one output of a dict, but "
-                f"{_describe(self.handle)}'s __call__ does not return a dict. Drop output_key, "
-                "or call a signature: signature='serving_default', output_key=..."
-            )
 
     # -- construction ---------------------------------------------------
 
@@ -234,49 +230,55 @@ class HubCallable:
         origin = function_origin(handle)
         if origin is not None:
             self.root, self.origin_handle, self.path, self.loaded_attribute = origin
-        if tags is not None or load_options is not None:
-            raise KerasLayerError(
-                "tags and load_options only apply when KerasLayer loads the model itself; "
-                "it was given an already loaded object. Pass them to hub.load() instead."
-            )
+        for name, value in (("tags", tags), ("load_options", load_options)):
+            if value is not None:
+                raise KerasLayerError(
+                    f"Passing a callable handle is mutually exclusive with setting {name}. "
+                    f"{name} only apply when KerasLayer loads the model itself, and it was "
+                    "given an already loaded object: pass them to hub.load() instead."
+                )
         if not (callable(handle) or hasattr(handle, "signatures")):
             raise KerasLayerError(
-                f"KerasLayer handle must be a model path or URL, or an object returned by "
-                f"hub.load(); got {type(handle).__name__}, which is neither callable nor has "
-                "signatures."
+                f"Expected a string, got {handle}. A KerasLayer handle is a model path or "
+                f"URL, or an object returned by hub.load(); this {type(handle).__name__} is "
+                "neither callable nor has signatures."
             )
         return handle
 
-    def _check_arguments(self, trainable: bool) -> None:
+    def _check_arguments(self) -> None:
+        # The first sentence of each message is tensorflow_hub's, which code matches.
         if self.signature and (self.output_key is None) == (not self.signature_outputs_as_dict):
             raise KerasLayerError(
-                f"KerasLayer(signature={self.signature!r}) returns the signature's output "
-                "dict: set output_key='<name>' to pick one output, or "
+                "When using a signature, either output_key or signature_outputs_as_dict=True "
+                f"should be set. KerasLayer(signature={self.signature!r}) returns the "
+                "signature's output dict: set output_key='<name>' to pick one output, or "
                 "signature_outputs_as_dict=True to get the whole dict (not both). "
                 f"{self.signature!r} has outputs: {self.signature_output_names()}."
             )
         if not self.signature and self.signature_outputs_as_dict:
             raise KerasLayerError(
-                "signature_outputs_as_dict=True is only valid together with signature=... "
-                "(or for a model in the TF1 Hub format)."
+                "signature_outputs_as_dict is only valid if specifying a signature (or using "
+                "a legacy TF1 Hub format). Add signature='serving_default' (or the name of "
+                "another signature), or drop signature_outputs_as_dict."
             )
-        self.check_trainable(trainable)
 
     def check_trainable(self, trainable: bool) -> None:
-        """Raise if ``trainable=True`` cannot work for this model."""
+        """Raise if ``trainable=True`` cannot work for this model (checked when
+        the layer is called, as tensorflow_hub does)."""
         if not trainable:
             return
         if self.is_tf1_hub_module:
             raise KerasLayerError(
-                f"KerasLayer({_describe(self.handle)}) is a model in the legacy TF1 Hub format, "
-                "which cannot be fine-tuned in TF2: use trainable=False, or a TF2 SavedModel "
-                "of the same model."
+                "Setting hub.KerasLayer.trainable = True is unsupported when loading from the "
+                f"TF1 Hub format. {_describe(self.handle)} cannot be fine-tuned in TF2: use "
+                "trainable=False, or a TF2 SavedModel of the same model."
             )
         if self.signature:
             raise KerasLayerError(
-                f"KerasLayer(signature={self.signature!r}, trainable=True) is not supported: "
-                "signatures carry no training mode or regularization losses. Fine-tune "
-                "through the model's __call__ (leave signature unset) or use trainable=False."
+                "Setting hub.KerasLayer.trainable = True is unsupported when calling a "
+                f"SavedModel signature (signature={self.signature!r}): signatures carry no "
+                "training mode or regularization losses. Fine-tune through the model's "
+                "__call__ (leave signature unset) or use trainable=False."
             )
 
     def _pick_function(self) -> tuple[Callable[..., Any], bool]:
@@ -285,13 +287,14 @@ class HubCallable:
             signatures = getattr(obj, "signatures", None)
             if not signatures:
                 raise KerasLayerError(
-                    f"KerasLayer(signature={self.signature!r}): the model "
-                    f"{_describe(self.handle)} has no signatures."
+                    f"Loaded object has no signatures. KerasLayer(signature={self.signature!r}) "
+                    f"needs one, and the model {_describe(self.handle)} has none: leave "
+                    "signature unset to call the model itself."
                 )
             if self.signature not in signatures:
                 raise KerasLayerError(
-                    f"KerasLayer(signature={self.signature!r}): unknown signature in "
-                    f"{_describe(self.handle)}; it has: {sorted(signatures.keys())}."
+                    f"Unknown signature {self.signature} in {_describe(self.handle)} "
+                    f"(available signatures: {sorted(signatures.keys())})."
                 )
             return signatures[self.signature], True
         if callable(obj):
@@ -299,14 +302,17 @@ class HubCallable:
         if hasattr(obj, KERAS_EXPORT_ENDPOINT) and callable(getattr(obj, KERAS_EXPORT_ENDPOINT)):
             return getattr(obj, KERAS_EXPORT_ENDPOINT), False
         signatures = sorted(getattr(obj, "signatures", {}) or {})
-        raise KerasLayerError(
-            f"The model {_describe(self.handle)} has no __call__ and no 'serve' endpoint. "
-            + (
-                f"Call one of its signatures: KerasLayer(handle, signature={signatures[0]!r}, "
-                f"output_key=...) (signatures: {signatures})."
-                if signatures
-                else "It has no signatures either, so there is nothing to call."
+        if signatures:
+            raise KerasLayerError(
+                "Signature name has to be specified for non-callable saved models (if not "
+                f"legacy TF1 Hub format). The model {_describe(self.handle)} has no __call__ "
+                f"and no 'serve' endpoint: call one of its signatures, e.g. KerasLayer(handle, "
+                f"signature={signatures[0]!r}, output_key=...) (signatures: {signatures})."
             )
+        raise KerasLayerError(
+            f"Loaded object is not callable and has no signatures. The model "
+            f"{_describe(self.handle)} has no __call__, no 'serve' endpoint and no "
+            "signatures, so there is nothing to call."
         )
 
     def input_spec(self) -> tf.TensorSpec | None:
@@ -324,11 +330,6 @@ class HubCallable:
         if not specs or any(s.dtype != specs[0].dtype for s in specs):
             return None
         return specs[0]
-
-    def _returns_dict(self) -> bool:
-        """Whether every trace of the called function returns a dict."""
-        traces = getattr(traced_call(self.function), "concrete_functions", None) or []
-        return bool(traces) and all(isinstance(c.structured_outputs, Mapping) for c in traces)
 
     def signature_output_names(self) -> list[str]:
         signatures = getattr(self.loaded, "signatures", None) or {}
@@ -408,13 +409,15 @@ class HubCallable:
         if self.output_key is not None:
             if not isinstance(result, Mapping):
                 raise KerasLayerError(
-                    f"output_key={self.output_key!r} was set, but the model returned "
-                    f"{type(result).__name__}, not a dict."
+                    f"Specifying `output_key` is forbidden if output type {type(result)} is "
+                    f"not a dict. {_describe(self.handle)} returns one value: drop "
+                    f"output_key={self.output_key!r}, or call a signature that returns a dict "
+                    "(signature='serving_default', output_key=...)."
                 )
             if self.output_key not in result:
                 raise KerasLayerError(
-                    f"output_key={self.output_key!r} is not among the model's outputs: "
-                    f"{sorted(result.keys())}."
+                    f"KerasLayer output does not contain the output key {self.output_key} "
+                    f"(available: {sorted(result.keys())}). Pick one of those as output_key."
                 )
             return result[self.output_key]
         if self.uses_signature is False and isinstance(result, Mapping) and len(result) == 1:
@@ -433,7 +436,8 @@ class HubCallable:
         return tf.nest.map_structure(set_shape, outputs, self.output_shape)
 
     def output_shape_for(self, input_shape: Any) -> Any:
-        """compute_output_shape from ``output_shape``, or None if it was not given.
+        """compute_output_shape from ``output_shape`` as a nest of TensorShapes,
+        or None if it was not given.
 
         The batch dimension is that of the (first) input.
         """
@@ -443,9 +447,7 @@ class HubCallable:
         if isinstance(first, tf.TensorShape):
             first = first.as_list()[0] if first.rank else None
         batch = tf.TensorShape([first])
-        return tf.nest.map_structure(
-            lambda shape: tuple(batch.concatenate(shape).as_list()), self.output_shape
-        )
+        return tf.nest.map_structure(batch.concatenate, self.output_shape)
 
     # -- serialization --------------------------------------------------
 
@@ -455,11 +457,12 @@ class HubCallable:
         if isinstance(handle, os.PathLike):
             handle = os.fspath(handle)
         if not isinstance(handle, str):
-            raise KerasLayerError(
-                "This KerasLayer was built from an already loaded object, so it has no "
-                "handle to save in its config. Build it from a handle instead "
-                "(hub.KerasLayer('path/or/url')) to save the model with model.save() or "
-                "get_config()."
+            raise KerasLayerConfigError(
+                "Can only generate a valid config for `hub.KerasLayer(handle, ...)` that uses "
+                f"a string `handle`. Got `type(handle)`: {type(handle)}. This KerasLayer was "
+                "built from an already loaded object, so it has no handle to save in its "
+                "config: build it from a handle (hub.KerasLayer('path/or/url')) to save the "
+                "model with model.save() or get_config()."
             )
         config: dict[str, Any] = {"handle": handle}
         if self.loaded_attribute is not None:

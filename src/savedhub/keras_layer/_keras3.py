@@ -41,6 +41,14 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         >>> model = keras.Sequential([embed, keras.layers.Dense(1)])
     """
 
+    @staticmethod
+    def _keras_safe_mode() -> bool | None:
+        # Where Keras 3 keeps the safe_mode of the load_model call in progress
+        # (TFSMLayer reads it the same way); pinned by tests/test_keras_file.py.
+        from keras.src.saving import serialization_lib
+
+        return serialization_lib.in_safe_mode()  # type: ignore[no-any-return]
+
     def _setup_layer(self, trainable: bool, **kwargs: Any) -> None:
         spec = self._hub.input_spec()
         # The dtype of non-float inputs (strings, token ids), for tracing.
@@ -95,6 +103,7 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         return super().__call__(as_tensor_input(inputs), *args, **kwargs)
 
     def call(self, inputs: Any, training: Any = None) -> Any:
+        self._check_trainability()
         # Like BatchNormalization: a frozen layer always runs in inference mode.
         if not self.trainable:
             training = False
@@ -110,8 +119,8 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         shape = self._hub.output_shape_for(input_shape)
-        if shape is not None:
-            return shape
+        if shape is not None:  # Keras 3 speaks shapes as tuples
+            return tf.nest.map_structure(lambda s: tuple(s.as_list()), shape)
         spec = self.compute_output_spec(keras.KerasTensor(input_shape, dtype="float32"))
         return tf.nest.map_structure(lambda t: t.shape, spec)
 

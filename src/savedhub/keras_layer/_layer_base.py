@@ -9,6 +9,7 @@ adds how it tracks weights, losses and the ``training`` flag.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,11 +24,18 @@ from savedhub.errors import (
 from savedhub.keras_layer import _keras_file
 from savedhub.keras_layer._common import HubCallable
 
+logger = logging.getLogger("savedhub")
+
 
 class HubLayerBase:
     """Shared constructor, config and ``.keras`` assets of both KerasLayers."""
 
     _hub: HubCallable
+    # Provided by the Keras Layer each variant also derives from.
+    trainable: bool
+    trainable_weights: list[Any]
+    # Set once the zero-trainable-weights error has been logged for this layer.
+    _warned_no_trainable = False
 
     def __init__(
         self,
@@ -54,7 +62,6 @@ class HubLayerBase:
         self._hub = self._open(
             handle,
             embedded,
-            trainable=trainable,
             arguments=arguments,
             signature=signature,
             signature_outputs_as_dict=signature_outputs_as_dict,
@@ -81,36 +88,72 @@ class HubLayerBase:
         raise NotImplementedError
 
     @staticmethod
-    def _open(handle: Any, embedded: dict[str, Any] | None, **arguments: Any) -> HubCallable:
+    def _keras_safe_mode() -> bool | None:
+        """Keras' safe mode while it rebuilds a layer from a file: True, False, or
+        None outside of loading. Each Keras variant reads its own."""
+        raise NotImplementedError
+
+    @classmethod
+    def _open(cls, handle: Any, embedded: dict[str, Any] | None, **arguments: Any) -> HubCallable:
         """Load by handle; when that fails for a layer rebuilt from a .keras
-        file, use the SavedModel embedded in that file."""
+        file, use the SavedModel embedded in that file, if safe mode allows."""
+        key = _keras_file.checked_fingerprint((embedded or {}).get("fingerprint"))
         try:
             return HubCallable(handle, **arguments)
         except (ModelNotFoundError, NotASavedModelError, NotCachedError, TransferError) as exc:
-            key = (embedded or {}).get("fingerprint")
             if not key:
                 raise
-            copy = _keras_file.stored_copy(key) or _keras_file.from_open_archive(key)
-            if copy is None:
-                raise KerasLayerError(
-                    f"KerasLayer({handle!r}) cannot load its model: {exc} It is not in the "
-                    "cache either. Load the .keras file that embeds it with "
-                    "keras.models.load_model(path), or make the handle reachable."
-                ) from exc
+            copy = cls._embedded_copy(handle, key, exc)
         hub = HubCallable(copy, **arguments)
         hub.handle = handle  # the config keeps naming the model, not our copy
         return hub
 
-    @property
-    def trainable(self) -> bool:
-        return bool(super().trainable)  # type: ignore[misc]
+    @classmethod
+    def _embedded_copy(cls, handle: Any, key: str, exc: Exception) -> str:
+        """The folder of the SavedModel a .keras file carries for this layer.
 
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        hub = getattr(self, "_hub", None)  # unset while the Keras Layer initialises
-        if hub is not None:
-            hub.check_trainable(bool(value))
-        super(HubLayerBase, type(self)).trainable.fset(self, value)  # type: ignore[misc]
+        Loading a SavedModel runs the TensorFlow graph inside it, which is
+        what Keras' safe mode guards against (it refuses its own TFSMLayer the
+        same way): a model taken from the file, or from the cache copy of one,
+        needs safe_mode=False. A handle that resolves loads as it always did.
+        """
+        archive = _keras_file.open_keras_archive()
+        cached = _keras_file.cached_copy(key)
+        if archive is None and cached is None:
+            raise KerasLayerError(
+                f"KerasLayer({handle!r}) cannot load its model: {exc} It is not in the "
+                "cache either. Load the .keras file that embeds it with "
+                "keras.models.load_model(path, safe_mode=False), or make the handle reachable."
+            ) from exc
+        if cls._keras_safe_mode() is not False:
+            raise KerasLayerError(
+                f"KerasLayer({handle!r}) cannot load its model by handle ({exc}). The .keras "
+                "file carries a copy of that SavedModel, but loading a SavedModel runs the "
+                "TensorFlow graph inside it, which Keras' safe mode refuses for a file. If "
+                "you trust this file, load it with load_model(path, safe_mode=False), or "
+                "call keras.config.enable_unsafe_deserialization() first (tf_keras: "
+                "safe_mode=False); or make the handle reachable again."
+            ) from exc
+        copy = cached or (_keras_file.install_from_archive(archive, key) if archive else None)
+        if copy is None:
+            raise KerasLayerError(
+                f"KerasLayer({handle!r}) cannot load its model by handle ({exc}), and the "
+                f".keras file being loaded does not contain the SavedModel {key} that its "
+                "config names: the file is damaged. Make the handle reachable, or save the "
+                "model again."
+            ) from exc
+        return copy
+
+    def _check_trainability(self) -> None:
+        """Raise or log about ``trainable=True`` when the layer is called, not
+        before: ``trainable`` can change until then (tensorflow_hub's rule)."""
+        if not self.trainable:
+            return
+        self._hub.check_trainable(True)
+        # Valid, but suspicious: say so once per layer.
+        if not self.trainable_weights and not self._warned_no_trainable:
+            logger.error("hub.KerasLayer is trainable but has zero trainable weights.")
+            self._warned_no_trainable = True
 
     @property
     def resolved_object(self) -> Any:

@@ -15,6 +15,14 @@ class KerasLayer(HubLayerBase, tf_keras.layers.Layer):
     """Wraps a SavedModel as a ``tf_keras`` layer; same arguments and behaviour
     as the Keras 3 variant (``savedhub.keras_layer.Keras3Layer``)."""
 
+    @staticmethod
+    def _keras_safe_mode() -> bool | None:
+        # Where tf_keras keeps the safe_mode of the load_model call in progress;
+        # pinned by tests/test_keras_file.py.
+        from tf_keras.src.saving import serialization_lib
+
+        return serialization_lib.in_safe_mode()  # type: ignore[no-any-return]
+
     def _setup_layer(self, trainable: bool, **kwargs: Any) -> None:
         tf_keras.layers.Layer.__init__(self, trainable=trainable, **kwargs)
         trainable_vars, frozen_vars = self._hub.variables()
@@ -40,6 +48,7 @@ class KerasLayer(HubLayerBase, tf_keras.layers.Layer):
         return lambda: loss_fn() if self.trainable else tf.constant(0.0)
 
     def call(self, inputs: Any, training: Any = None) -> Any:
+        self._check_trainability()
         if not self.trainable:
             training = False
         elif training is None:
@@ -48,6 +57,6 @@ class KerasLayer(HubLayerBase, tf_keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         shape = self._hub.output_shape_for(input_shape)
-        if shape is not None:
-            return tf.nest.map_structure(tf.TensorShape, shape, check_types=False)
+        if shape is not None:  # tf.TensorShapes, as tf_keras layers return
+            return shape
         return super().compute_output_shape(input_shape)
