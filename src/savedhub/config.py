@@ -115,6 +115,22 @@ def max_extract_bytes() -> int:
     return int(os.environ.get("SAVEDHUB_MAX_EXTRACT_BYTES", str(64 * 2**30)))
 
 
+def verify_content() -> bool:
+    """SAVEDHUB_VERIFY=content: every load from the cache re-hashes the model's files
+    against the SHA-256 recorded when they were installed (reads the whole model).
+    The default, ``fast``, compares sizes and modification times, and hashes only
+    files whose time moved."""
+    value = os.environ.get("SAVEDHUB_VERIFY", "").strip().lower()
+    if value in ("", "fast"):
+        return False
+    if value == "content":
+        return True
+    raise ValueError(
+        f"SAVEDHUB_VERIFY={value!r} is not understood; use 'content' (re-hash every file "
+        "on each load) or 'fast' (the default: sizes and modification times)."
+    )
+
+
 def lock_timeout() -> float:
     """Seconds to wait for another process's download of the same handle."""
     return float(os.environ.get("SAVEDHUB_LOCK_TIMEOUT", "3600"))

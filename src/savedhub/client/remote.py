@@ -153,6 +153,7 @@ def _fetch(handle: Handle, work: Path, partial: Path) -> Installed:
                 archive_bytes=body.bytes_received,
                 files=result.files,
                 links=result.links,
+                sha256=result.sha256,
             )
         except VersionChanged as exc:
             body.discard_partial()

@@ -1,0 +1,140 @@
+"""The cache notices changed bytes, not only changed sizes.
+
+A text-embedding model (a vocabulary asset, variables, a graph) is served by a
+loopback hub and cached; then one byte of one of its files is flipped, the way
+an editor, a sync tool or a bad disk would, and the user's next step (a load,
+``savedhub cache verify``) must notice, name the file, and get the right model back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import savedhub as hub
+from archives import pack_folder
+from httpserver import HubServer
+from savedhub import cache
+from savedhub.cli import main as cli
+
+MODEL = "/google/text_embedding/1"
+COMPRESSED = "tf-hub-format=compressed"
+# "the" is the vocabulary's first line: a flipped first byte sends it to an OOV bucket.
+SENTENCES = ["the movie was good", "the food is terrible", "a great day"]
+# The three kinds of file a model has, and where in each a byte is flipped.
+VARIABLES = "variables/variables.data-00000-of-00001"
+GRAPH = "saved_model.pb"
+ASSET = "assets/vocab.txt"
+FILES = [VARIABLES, GRAPH, ASSET]
+
+
+@pytest.fixture(scope="module")
+def model_archive(text_embedding_path: str) -> bytes:
+    return pack_folder(text_embedding_path)
+
+
+@pytest.fixture(scope="module")
+def expected(text_embedding_path: str) -> np.ndarray:
+    """What the model gives for SENTENCES, loaded from its original folder."""
+    return hub.load(text_embedding_path)(tf.constant(SENTENCES)).numpy()
+
+
+def _root() -> Path:
+    return Path(os.environ["SAVEDHUB_CACHE_DIR"])
+
+
+def _manifest(url: str) -> dict:
+    key = hashlib.sha1(url.encode()).hexdigest()
+    return json.loads((_root() / f"{key}.savedhub.json").read_text())
+
+
+def _install(hub_server: HubServer, archive: bytes) -> tuple[str, Path]:
+    hub_server.add_model(MODEL, archive)
+    url = hub_server.url(MODEL)
+    return url, Path(hub.resolve(url))
+
+
+def _flip_byte(path: Path, *, keep_times: bool) -> None:
+    """Flip one bit of one byte in place (same size). With ``keep_times`` the
+    modification time is put back, as some sync tools and restores do."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 if path.name != "vocab.txt" else 0] ^= 0x01
+    while True:
+        path.write_bytes(data)
+        if keep_times or path.stat().st_mtime_ns != before.st_mtime_ns:
+            break
+        time.sleep(0.01)  # an edit within the clock's tick after install: let time pass
+    if keep_times:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _outputs(url: str) -> np.ndarray:
+    return hub.load(url)(tf.constant(SENTENCES)).numpy()
+
+
+def _verify(*args: str) -> tuple[int, str]:
+    """``savedhub cache verify ARGS`` as a user runs it: exit code and what it printed."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli(["cache", "verify", *args])
+    return code, out.getvalue()
+
+
+def test_a_cold_install_records_what_sha256sum_says(
+    hub_server: HubServer, model_archive: bytes
+) -> None:
+    url, path = _install(hub_server, model_archive)
+    manifest = _manifest(url)
+    on_disk = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+    assert sorted(manifest["sha256"]) == sorted(manifest["mtime_ns"]) == on_disk
+    assert set(FILES) <= set(on_disk)
+    listing = subprocess.run(
+        ["sha256sum", *on_disk], cwd=path, capture_output=True, text=True, check=True
+    ).stdout
+    sha256sum = {name: digest for digest, name in (line.split() for line in listing.splitlines())}
+    assert manifest["sha256"] == sha256sum
+    assert manifest["mtime_ns"] == {rel: (path / rel).stat().st_mtime_ns for rel in on_disk}
+    (entry,) = cache.verify_entries()
+    assert entry.hashed and entry.state is cache.EntryState.COMPLETE
+    assert entry.bytes_hashed == entry.size
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_an_edited_file_is_fetched_again_on_the_next_load(
+    hub_server: HubServer, model_archive: bytes, expected: np.ndarray, name: str
+) -> None:
+    url, path = _install(hub_server, model_archive)
+    _flip_byte(path / name, keep_times=False)
+    with pytest.warns(hub.CacheWarning, match=f"the file {name} changed after it was installed"):
+        outputs = _outputs(url)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-6)
+    assert hub_server.count(MODEL, COMPRESSED) == 2
+    assert cache.verify_entries()[0].state is cache.EntryState.COMPLETE
+
+
+def test_a_touched_file_with_the_same_bytes_is_hashed_once_and_kept(
+    hub_server: HubServer, model_archive: bytes
+) -> None:
+    url, path = _install(hub_server, model_archive)
+    data = (path / VARIABLES).read_bytes()
+    before = _manifest(url)["mtime_ns"][VARIABLES]
+    while (path / VARIABLES).stat().st_mtime_ns == before:
+        (path / VARIABLES).write_bytes(data)  # a copy tool rewrote it, bytes unchanged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", hub.CacheWarning)
+        assert Path(hub.resolve(url)) == path
+    assert _manifest(url)["mtime_ns"][VARIABLES] == (path / VARIABLES).stat().st_mtime_ns
+    assert hub_server.count(MODEL, COMPRESSED) == 1
