@@ -138,3 +138,34 @@ def test_a_touched_file_with_the_same_bytes_is_hashed_once_and_kept(
         assert Path(hub.resolve(url)) == path
     assert _manifest(url)["mtime_ns"][VARIABLES] == (path / VARIABLES).stat().st_mtime_ns
     assert hub_server.count(MODEL, COMPRESSED) == 1
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_verify_finds_a_change_that_kept_size_and_time_and_repair_fixes_it(
+    hub_server: HubServer,
+    model_archive: bytes,
+    expected: np.ndarray,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, path = _install(hub_server, model_archive)
+    _flip_byte(path / name, keep_times=True)
+    assert Path(hub.resolve(url)) == path  # a load checks sizes and times only: unseen
+
+    code, out = _verify()
+    assert code == 1
+    assert f"damaged: {url}: the file {name} changed after it was installed" in out
+    assert "1 entries checked" in out and "1 damaged" in out
+
+    with monkeypatch.context() as offline:  # a repair that cannot fetch loses nothing
+        offline.setenv("SAVEDHUB_OFFLINE", "1")
+        code, out = _verify("--repair")
+    assert code == 1 and f"could not repair {url}" in out and "SAVEDHUB_OFFLINE" in out
+    assert (path / name).exists()
+
+    code, out = _verify("--repair")
+    assert code == 0 and f"repaired: {url}" in out
+    assert hub_server.count(MODEL, COMPRESSED) == 2
+    code, out = _verify()
+    assert code == 0 and "0 damaged" in out
+    np.testing.assert_allclose(_outputs(url), expected, rtol=1e-6)
