@@ -8,10 +8,14 @@ an editor, a sync tool or a bad disk would, and the user's next step (a load,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -84,9 +88,6 @@ def _outputs(url: str) -> np.ndarray:
 
 def _verify(*args: str) -> tuple[int, str]:
     """``savedhub cache verify ARGS`` as a user runs it: exit code and what it printed."""
-    import contextlib
-    import io
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = cli(["cache", "verify", *args])
@@ -169,3 +170,110 @@ def test_verify_finds_a_change_that_kept_size_and_time_and_repair_fixes_it(
     code, out = _verify()
     assert code == 0 and "0 damaged" in out
     np.testing.assert_allclose(_outputs(url), expected, rtol=1e-6)
+
+
+def test_savedhub_verify_content_rehashes_on_every_load(
+    hub_server: HubServer,
+    model_archive: bytes,
+    expected: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, path = _install(hub_server, model_archive)
+    _flip_byte(path / ASSET, keep_times=True)  # silent wrong numbers, were it loaded
+    monkeypatch.setenv("SAVEDHUB_VERIFY", "content")
+    with pytest.warns(hub.CacheWarning, match=f"the file {ASSET} changed after it was installed"):
+        outputs = _outputs(url)
+    np.testing.assert_allclose(outputs, expected, rtol=1e-6)
+    assert hub_server.count(MODEL, COMPRESSED) == 2
+    monkeypatch.setenv("SAVEDHUB_VERIFY", "always")
+    with pytest.raises(ValueError, match="SAVEDHUB_VERIFY='always' is not understood"):
+        hub.resolve(url)
+
+
+class _Terminal(io.StringIO):
+    """Standard input of a user at a terminal who types ``text``."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _strip_to_old_manifest(url: str) -> None:
+    """Make the entry look as an older savedhub wrote it: sizes, no hashes or times."""
+    key = hashlib.sha1(url.encode()).hexdigest()
+    manifest = _manifest(url)
+    for name in ("sha256", "mtime_ns"):
+        del manifest[name]
+    manifest["format"] = 1
+    (_root() / f"{key}.savedhub.json").write_text(json.dumps(manifest))
+
+
+def test_old_entries_load_and_get_hashes_once_the_user_confirms(
+    hub_server: HubServer,
+    model_archive: bytes,
+    expected: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import tensorflow_hub
+
+    old, old_path = _install(hub_server, model_archive)
+    _strip_to_old_manifest(old)
+    hub_server.add_model("/google/theirs/1", model_archive)
+    theirs = hub_server.url("/google/theirs/1")
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(_root()))
+    theirs_path = Path(tensorflow_hub.resolve(theirs))
+
+    for url in (old, theirs):
+        np.testing.assert_allclose(_outputs(url), expected, rtol=1e-6)
+    monkeypatch.setenv("SAVEDHUB_VERIFY", "content")
+    with caplog.at_level(logging.WARNING, logger="savedhub"):
+        hub.resolve(old)
+    assert "SAVEDHUB_VERIFY=content cannot check" in caplog.text and "--rehash" in caplog.text
+    monkeypatch.delenv("SAVEDHUB_VERIFY")
+
+    code, out = _verify()
+    assert code == 0 and "0 damaged, 2 without hashes" in out
+    assert f"no hashes: {old} (written by an older savedhub)" in out
+    assert f"no hashes: {theirs} (written by tensorflow_hub)" in out
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # a script: no one to ask
+    code, out = _verify("--rehash")
+    assert code == 2 and "pass --rehash --yes" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+    code, out = _verify("--rehash")
+    assert code == 0 and "no hashes recorded" in out
+    assert not any(e.hashed for e in cache.list_entries())
+
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\n"))
+    code, out = _verify("--rehash")
+    assert code == 0 and f"rehashed: {old}" in out and f"rehashed: {theirs}" in out
+    assert "Record SHA-256 hashes of 2 model(s)" in capsys.readouterr().err
+    for url, path in ((old, old_path), (theirs, theirs_path)):
+        manifest = _manifest(url)
+        assert manifest["sha256"][ASSET] == hashlib.sha256((path / ASSET).read_bytes()).hexdigest()
+    _flip_byte(theirs_path / VARIABLES, keep_times=True)
+    code, out = _verify()
+    assert code == 1 and f"damaged: {theirs}: the file {VARIABLES} changed" in out
+    assert "0 without hashes" in out
+
+
+def test_rehash_in_a_script_takes_yes(hub_server: HubServer, model_archive: bytes) -> None:
+    url, path = _install(hub_server, model_archive)
+    _strip_to_old_manifest(url)
+    code, out = _verify("--rehash", "--yes", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["rehashed"] == [url] and report["unhashed"] == 1
+    (entry,) = cache.verify_entries()
+    assert entry.hashed and entry.state is cache.EntryState.COMPLETE
+
+
+def test_verify_names_every_changed_file(hub_server: HubServer, model_archive: bytes) -> None:
+    url, path = _install(hub_server, model_archive)
+    for name in (GRAPH, ASSET):
+        _flip_byte(path / name, keep_times=True)
+    code, out = _verify("--json")
+    (entry,) = json.loads(out)["entries"]
+    assert code == 1 and entry["handle"] == url and entry["state"] == "damaged"
+    assert sorted(entry["damaged_files"]) == sorted([GRAPH, ASSET])
+    assert "(and 1 more files)" in entry["problem"]

@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from savedhub._io.digest import file_sha256
+
+_MAX_HASH_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -88,42 +91,55 @@ def check(path: Path, manifest: Mapping[str, object], *, content: bool = False) 
     if not files:
         return ContentCheck(problem="its manifest lists no files")
     digests, mtimes = _mapping(manifest, "sha256"), _mapping(manifest, "mtime_ns")
-    hashed = is_hashed(manifest)
     problems: list[tuple[str, str]] = []
-    retimed: dict[str, int] = {}
-    read = 0
-    for rel, size in files.items():
+    to_hash: dict[str, os.stat_result] = {}
+    for rel, size in files.items():  # first every stat, so a missing file costs no reads
         try:
             stat = os.stat(path / rel)
         except (FileNotFoundError, NotADirectoryError):
             problems.append((rel, f"the file {rel} is missing"))
         else:
-            expected = digests.get(rel)
-            moved = mtimes.get(rel) != stat.st_mtime_ns
             if stat.st_size != size:
                 problems.append(
                     (rel, f"the file {rel} has {stat.st_size} bytes where {size} were installed")
                 )
-            elif isinstance(expected, str) and (content or moved):
-                read += stat.st_size
-                if file_sha256(path / rel) != expected:
-                    problems.append(
-                        (
-                            rel,
-                            f"the file {rel} changed after it was installed (its SHA-256 "
-                            "is not the one recorded)",
-                        )
-                    )
-                elif moved:
-                    retimed[rel] = stat.st_mtime_ns
+            elif isinstance(digests.get(rel), str) and (
+                content or mtimes.get(rel) != stat.st_mtime_ns
+            ):
+                to_hash[rel] = stat
         if problems and not content:
-            break
-    if not problems:
-        return ContentCheck(retimed=retimed, hashed=hashed, bytes_hashed=read)
+            return _found(problems, manifest, 0)
+    retimed: dict[str, int] = {}
+    for rel, actual in _hash_files(path, to_hash).items():
+        if actual != digests[rel]:
+            changed = "changed after it was installed (its SHA-256 is not the one recorded)"
+            problems.append((rel, f"the file {rel} {changed}"))
+        elif mtimes.get(rel) != to_hash[rel].st_mtime_ns:
+            retimed[rel] = to_hash[rel].st_mtime_ns
+    read = sum(stat.st_size for stat in to_hash.values())
+    if problems:
+        return _found(problems, manifest, read)
+    return ContentCheck(retimed=retimed, hashed=is_hashed(manifest), bytes_hashed=read)
+
+
+def _found(
+    problems: list[tuple[str, str]], manifest: Mapping[str, object], read: int
+) -> ContentCheck:
     more = f" (and {len(problems) - 1} more files)" if len(problems) > 1 else ""
     return ContentCheck(
         problem=problems[0][1] + more,
         files=tuple(rel for rel, _ in problems),
-        hashed=hashed,
+        hashed=is_hashed(manifest),
         bytes_hashed=read,
     )
+
+
+def _hash_files(path: Path, stats: Mapping[str, os.stat_result]) -> dict[str, str]:
+    """The SHA-256 of each file, several at once (hashlib and reads let go of the
+    GIL, so a model's shards are hashed on every core), largest first."""
+    names = sorted(stats, key=lambda rel: -stats[rel].st_size)
+    if len(names) <= 1:
+        return {rel: file_sha256(path / rel) for rel in names}
+    workers = min(len(names), os.cpu_count() or 1, _MAX_HASH_THREADS)
+    with ThreadPoolExecutor(workers, thread_name_prefix="savedhub-hash") as pool:
+        return dict(zip(names, pool.map(lambda rel: file_sha256(path / rel), names), strict=True))

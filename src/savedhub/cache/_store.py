@@ -86,18 +86,29 @@ class Cache(Layout):
         """The model folder of a complete entry for ``handle``, or None.
 
         A damaged entry gives None (and, with ``warn``, a CacheWarning that says
-        what is wrong), so the caller fetches it again.
+        what is wrong), so the caller fetches it again. With SAVEDHUB_VERIFY=content
+        every file is re-hashed first.
         """
         content = config.verify_content()
         for key in keys_for(handle):
-            state, problem = self.inspect(key, content=content)
-            if state is EntryState.COMPLETE:
+            found = self.examine(key, content=content)
+            if found is None:
+                continue
+            if found.problem is None:
+                if content and not found.hashed and warn:
+                    logger.warning(
+                        "SAVEDHUB_VERIFY=content cannot check %s: its cache entry %s carries "
+                        "no hashes (tensorflow_hub or an older savedhub wrote it). Once you "
+                        "know it is good, record them: savedhub cache verify --rehash",
+                        handle.original,
+                        self.entry_path(key),
+                    )
                 self._mark_used(key, handle)
                 return model_dir(self.entry_path(key))
-            if state is EntryState.DAMAGED and warn:
+            if warn:
                 message = (
                     f"The cached model for {handle.original!r} at {self.entry_path(key)} is "
-                    f"damaged: {problem}. Fetching it again."
+                    f"damaged: {found.problem}. Fetching it again."
                 )
                 logger.warning("%s", message)
                 warnings.warn(message, CacheWarning, stacklevel=2)
