@@ -152,6 +152,7 @@ def test_verify_finds_a_change_that_kept_size_and_time_and_repair_fixes_it(
     url, path = _install(hub_server, model_archive)
     _flip_byte(path / name, keep_times=True)
     assert Path(hub.resolve(url)) == path  # a load checks sizes and times only: unseen
+    assert _verify("--quick")[0] == 0  # and so does verify --quick
 
     code, out = _verify()
     assert code == 1
