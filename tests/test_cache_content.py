@@ -187,7 +187,7 @@ def test_savedhub_verify_content_rehashes_on_every_load(
     np.testing.assert_allclose(outputs, expected, rtol=1e-6)
     assert hub_server.count(MODEL, COMPRESSED) == 2
     monkeypatch.setenv("SAVEDHUB_VERIFY", "always")
-    with pytest.raises(ValueError, match="SAVEDHUB_VERIFY='always' is not understood"):
+    with pytest.raises(hub.ConfigError, match="SAVEDHUB_VERIFY='always' is not understood"):
         hub.resolve(url)
 
 

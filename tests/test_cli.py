@@ -274,3 +274,102 @@ def test_demo_hands_its_arguments_to_the_demo() -> None:
     else:
         assert done.returncode == 0, done.stderr
         assert "usage:" in done.stdout and "[argv" not in done.stdout
+
+
+def test_our_errors_are_one_line_and_debug_adds_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from savedhub.cli import main
+
+    monkeypatch.setenv("SAVEDHUB_HTTP_RETRIES", "lots")
+    url = "http://127.0.0.1:9/test/model/1"
+    assert main(["download", url]) == 3
+    assert "SAVEDHUB_HTTP_RETRIES='lots'" in one_line_error(capsys.readouterr().err)
+    assert main(["--debug", "download", url]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ConfigError" in err
+    assert err.strip().splitlines()[-1].startswith("savedhub: error: SAVEDHUB_HTTP_RETRIES=")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from savedhub.cli import main
+    from savedhub.client import resolver
+
+    def broken(handle: str, **options: object) -> str:
+        raise ValueError("a bug, not the user's mistake")
+
+    monkeypatch.setattr(resolver, "resolve", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["download", "/models/m"])
+
+
+def test_cache_dir_option_leaves_the_environment_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from savedhub.cli import main
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"")
+    before = dict(os.environ)
+    assert main(["download", str(model), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
+    assert capsys.readouterr().out.strip() == str(model)
+    assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize(
+    "line, noise",
+    [
+        (
+            "WARNING: All log messages before absl::InitializeLog() is called are written to",
+            True,
+        ),
+        (
+            "I0000 00:00:1795802773.222025   15085 port.cc:153] oneDNN custom operations are on.",
+            True,
+        ),
+        (
+            "I0000 00:00:1795802773.222344   15085 cudart_stub.cc:31] Could not find cuda drivers",
+            True,
+        ),
+        (
+            "W0000 00:00:1795802773.378292   15085 cpu_feature_guard.cc:227] This binary",
+            True,
+        ),
+        (
+            "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild",
+            True,
+        ),
+        (
+            "E0000 00:00:1795802780.056282   15085 op_kernel.cc:52] could not load library x.so",
+            False,
+        ),
+        ("savedhub: error: No model at '/m'", False),
+        ("Traceback (most recent call last):", False),
+    ],
+)
+def test_start_up_noise_is_recognised(line: str, noise: bool) -> None:
+    from savedhub._quiet_tensorflow import is_start_up_noise
+
+    assert is_start_up_noise(line + "\n") is noise
+
+
+def test_commands_that_import_tensorflow_print_only_their_own_output(my_mul_path: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def info(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*COMMAND, *flags, "info", my_mul_path],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=env,
+        )
+
+    quiet, verbose = info(), info("--verbose")
+    assert quiet.returncode == verbose.returncode == 0
+    assert "format:" in quiet.stdout and quiet.stdout == verbose.stdout
+    assert quiet.stderr == ""
+    from savedhub._quiet_tensorflow import is_start_up_noise
+
+    assert any(is_start_up_noise(line) for line in verbose.stderr.splitlines()), verbose.stderr

@@ -268,10 +268,11 @@ def test_converting_without_a_needed_package_says_what_to_install(
     minilm_source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, package: str
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # importlib now reports it as not installed
-    with pytest.raises(savedhub.MissingOpError) as info:
+    with pytest.raises(savedhub.MissingPackageError) as info:
         convert(minilm_source, tmp_path / "out")
     assert f"pip install {package}" in str(info.value) and "savedhub[convert]" in str(info.value)
     assert info.value.package == package
+    assert not isinstance(info.value, savedhub.MissingOpError)  # no op is missing, a package is
     assert os.listdir(tmp_path) == []
 
 

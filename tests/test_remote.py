@@ -339,3 +339,19 @@ def test_certificates_are_checked_unless_disabled(
         assert tls_hub.count(MODEL) == 0  # refused at the handshake, and not retried
         monkeypatch.setenv("TFHUB_DISABLE_CERT_VALIDATION", "true")
         _assert_multiplies(tls_hub.url(MODEL))
+
+
+def test_cache_dir_per_call_wins_over_the_environment(
+    hub_server: HubServer, my_mul_archive: bytes, tmp_path: Path
+) -> None:
+    hub_server.add_model(MODEL, my_mul_archive)
+    handle = hub_server.url(MODEL)
+    mine = tmp_path / "my-cache"
+    path = hub.resolve(handle, cache_dir=mine)
+    assert Path(path).parent == mine and not _cache_root().exists()
+    assert [e.handle for e in cache.list_entries(mine)] == [handle]
+    obj = hub.load(handle, cache_dir=mine)
+    np.testing.assert_allclose(obj(tf.constant([10.0])).numpy(), [20.0])
+    assert hub.info(handle, cache_dir=mine).variables == 1
+    assert hub_server.count(MODEL, COMPRESSED) == 1  # load and info found the entry there
+    assert os.environ["SAVEDHUB_CACHE_DIR"] == str(_cache_root())

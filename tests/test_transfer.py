@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ import pytest
 import savedhub as hub
 from httpserver import HubServer, Resource
 from savedhub.transfer import Download, VersionChanged
+from savedhub.transfer._resume import Answer, Decision, Verdict, decide
 
 BODY = os.urandom(300_000)
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -204,3 +206,71 @@ def test_quiet_without_terminal(
     monkeypatch.delenv("SAVEDHUB_DISABLE_PROGRESS")
     _download(hub_server.url("/m.tar.gz"))  # captured stderr is not a terminal
     assert capsys.readouterr().err == ""
+
+
+R = Verdict.RESUME
+S = Verdict.RESTART
+C = Verdict.COMPLETE
+
+
+@pytest.mark.parametrize(
+    "held, validator, size, answer, verdict, skip",
+    [
+        # A request for the whole body: whatever comes is the body from byte 0.
+        (None, None, None, Answer(200, validator='"e1"'), S, 0),
+        (None, None, None, Answer(206, range_start=0, range_total=300), S, 0),
+        # Range honoured from where we stand.
+        (100, '"e1"', 300, Answer(206, range_start=100, range_total=300, validator='"e1"'), R, 0),
+        (0, '"e1"', 300, Answer(206, range_start=0, range_total=300), R, 0),
+        # Range honoured, but not from where we stand.
+        (100, '"e1"', 300, Answer(206, range_start=50, range_total=300), S, 0),
+        # Nothing left to send: the held bytes are the whole body.
+        (300, '"e1"', 300, Answer(416, range_total=300), C, 0),
+        (300, '"e1"', 300, Answer(416), C, 0),  # no Content-Range: the recorded size decides
+        (300, '"e1"', None, Answer(416), S, 0),
+        (200, '"e1"', 300, Answer(416, range_total=300), S, 0),  # a shorter body? start over
+        (0, '"e1"', 0, Answer(416, range_total=0), S, 0),
+        # Range ignored: the same version lets us skip what we hold, another one does not.
+        (100, '"e1"', 300, Answer(200, validator='"e1"'), R, 100),
+        (100, "Tue, 01 Jul 2025", 300, Answer(200, validator="Tue, 01 Jul 2025"), R, 100),
+        (100, '"e1"', 300, Answer(200, validator='"e2"'), S, 0),
+        (100, '"e1"', 300, Answer(200), S, 0),
+        (100, None, 300, Answer(200), S, 0),
+        # Errors are never a continuation.
+        (100, '"e1"', 300, Answer(404, validator='"e1"'), S, 0),
+        (100, '"e1"', 300, Answer(412), S, 0),
+    ],
+)
+def test_resume_decision_table(
+    held: int | None,
+    validator: str | None,
+    size: int | None,
+    answer: Answer,
+    verdict: Verdict,
+    skip: int,
+) -> None:
+    assert decide(held, validator, size, answer) == Decision(verdict, skip)
+
+
+def test_a_later_run_adopts_a_partial_when_the_server_ignores_range(
+    hub_server: HubServer, tmp_path: Path
+) -> None:
+    hub_server.add_file("/m.tar.gz", BODY, etag='"e1"', ranges=False)
+    partial = tmp_path / "m.partial"
+    partial.write_bytes(BODY[:100_000])
+    state = {"url": hub_server.url("/m.tar.gz"), "etag": '"e1"', "last_modified": None}
+    (tmp_path / "m.partial.json").write_text(json.dumps({**state, "size": None, "sha256": None}))
+    data, digest, body = _download(hub_server.url("/m.tar.gz"), partial)
+    assert data == BODY and digest == SHA and partial.read_bytes() == BODY
+    assert body.info is not None and body.info.resumed_from == 100_000
+    assert body.info.size == len(BODY)
+    assert [r.status for r in hub_server.of("/m.tar.gz")] == [200]
+
+
+def test_progress_label_is_the_end_of_the_path() -> None:
+    from savedhub.transfer._progress import _short_label
+
+    assert _short_label("https://tfhub.dev/google/nnlm-en-dim128/2") == "google/nnlm-en-dim128/2"
+    assert _short_label("http://h/files/m.tar.gz") == "files/m.tar.gz"
+    assert _short_label("/local/label") == "local/label"
+    assert _short_label("plain") == "plain"

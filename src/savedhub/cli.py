@@ -11,7 +11,10 @@ Exit codes:
        nothing to remove);
     2  the command line was wrong (argparse's usage errors);
     3  the operation could not be done (a savedhub error: no such model,
-       network failure, ...), printed as one ``savedhub: error: ...`` line;
+       network failure, ...; or the system refused a path: permission denied,
+       disk full), printed as one ``savedhub: error: ...`` line (``--debug``
+       prints its traceback first); any other exception is a bug and shows
+       its traceback;
     130  interrupted.
 
 Adding a subcommand takes one function and its decorator, nothing else::
@@ -35,8 +38,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +101,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- subcommands --------------------------------------------------------------
 
 _JSON = arg("--json", action="store_true", help="print JSON for scripts")
+_HANDLE = arg("handle", help="model URL, archive URL or path")
 _CACHE_DIR = arg(
     "--cache-dir",
     metavar="DIR",
@@ -108,17 +112,14 @@ _CACHE_DIR = arg(
 @command(
     "download",
     "download and cache a model; print its local folder",
-    arg("handle", help="model URL, archive URL or path"),
+    _HANDLE,
     _CACHE_DIR,
     _JSON,
 )
 def _download(args: argparse.Namespace) -> int:
     from savedhub.client.resolver import resolve
 
-    if args.cache_dir:
-        # Settings are read at call time; this process is the only reader.
-        os.environ["SAVEDHUB_CACHE_DIR"] = args.cache_dir
-    path = resolve(args.handle)
+    path = resolve(args.handle, cache_dir=args.cache_dir)
     _emit(args, {"handle": args.handle, "path": path}, path)
     return EXIT_OK
 
@@ -126,13 +127,14 @@ def _download(args: argparse.Namespace) -> int:
 @command(
     "info",
     "show a model's format, signatures, __call__, variables, assets and size",
-    arg("handle", help="model URL, archive URL or path"),
+    _HANDLE,
+    _CACHE_DIR,
     _JSON,
 )
 def _info(args: argparse.Namespace) -> int:
     from savedhub.publish.info import info
 
-    report = info(args.handle)
+    report = info(args.handle, cache_dir=args.cache_dir)
     _emit(args, report.to_dict(), str(report))
     return EXIT_OK
 
@@ -349,22 +351,20 @@ def _confirm(args: argparse.Namespace, question: str) -> bool | None:
 
 def _repair(args: argparse.Namespace, damaged: Sequence[Any], lines: list[str]) -> list[Any]:
     """Fetch each damaged entry again; returns those still damaged."""
+    import os
+
     # Settings are read at call time. A content-checked load sees the damage a quick
     # check may not (bytes changed, times kept): it fetches into a work folder and only
     # then replaces the damaged entry, so a failed fetch loses nothing.
-    settings = {"SAVEDHUB_VERIFY": "content"}
-    if args.cache_dir:
-        settings["SAVEDHUB_CACHE_DIR"] = args.cache_dir
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
+    saved = os.environ.get("SAVEDHUB_VERIFY")
+    os.environ["SAVEDHUB_VERIFY"] = "content"
     try:
         return _refetch(args, damaged, lines)
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if saved is None:
+            os.environ.pop("SAVEDHUB_VERIFY", None)
+        else:
+            os.environ["SAVEDHUB_VERIFY"] = saved
 
 
 def _refetch(args: argparse.Namespace, damaged: Sequence[Any], lines: list[str]) -> list[Any]:
@@ -386,7 +386,7 @@ def _refetch(args: argparse.Namespace, damaged: Sequence[Any], lines: list[str])
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # this command says it itself
-                path = resolve(entry.handle)
+                path = resolve(entry.handle, cache_dir=args.cache_dir)
         except (SavedhubError, OSError) as exc:
             lines.append(f"could not repair {entry.handle}: {' '.join(str(exc).split())}")
             remaining.append(entry)
@@ -509,6 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'savedhub COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"savedhub {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of savedhub's own errors too"
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show savedhub's log and TensorFlow's own start-up and log lines",
+    )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, Any] = {}
     for cmd in COMMANDS:
@@ -541,16 +549,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         # argparse's REMAINDER misses leading options (``demo --epochs 3``).
         args.argv = [*extra, *getattr(args, "argv", [])]
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("savedhub").setLevel(logging.INFO)
+    else:
+        from savedhub._quiet_tensorflow import quiet_tensorflow
+
+        quiet_tensorflow()
     try:
         return int(args.handler(args))
-    except (SavedhubError, OSError, ValueError) as exc:
-        # What users can act on: one line, no traceback. Bugs still show theirs.
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"savedhub: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+    except SavedhubError as exc:
+        return _report(exc, args.debug)
+    except OSError as exc:
+        if exc.errno is None:  # raised by code, not by the operating system: a bug
+            raise
+        # The system refused a path the user named (EACCES, ENOSPC, ...): theirs to fix.
+        return _report(exc, args.debug)
     except KeyboardInterrupt:
         print("savedhub: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    """Print an error users can act on as one line (with ``--debug``, its traceback first)."""
+    if debug:
+        traceback.print_exception(exc)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"savedhub: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

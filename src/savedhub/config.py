@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from savedhub.errors import ConfigError
+
 _TRUE = {"1", "true", "yes", "on"}
 
 # Mirrors set from Python (``savedhub.set_mirrors``) win over SAVEDHUB_MIRRORS.
@@ -24,6 +26,25 @@ def _flag(name: str, default: bool = False) -> bool:
     if value is None or value.strip() == "":
         return default
     return value.strip().lower() in _TRUE
+
+
+def _number(name: str, default: str, parse: type[int] | type[float], example: str) -> float:
+    """The non-negative number in environment variable ``name`` (else ``default``);
+    a value that is not one raises ConfigError naming the variable and the value."""
+    raw = os.environ.get(name, "").strip() or default
+    try:
+        value = parse(raw)
+    except ValueError:
+        value = -1
+    if not value >= 0:  # also refuses nan
+        kind = "whole number" if parse is int else "number"
+        raise ConfigError(
+            f"{name}={raw!r} is not a non-negative {kind}; set e.g. {name}={example} "
+            f"or unset it (default {default}).",
+            name,
+            raw,
+        )
+    return value
 
 
 def _absl_flag(name: str) -> str | None:
@@ -64,9 +85,11 @@ def model_load_format() -> str:
     if value == "AUTO":
         value = "COMPRESSED"
     if value not in ("COMPRESSED", "UNCOMPRESSED"):
-        raise ValueError(
+        raise ConfigError(
             f"TFHUB_MODEL_LOAD_FORMAT={value!r} is not understood; "
-            "use COMPRESSED, UNCOMPRESSED or AUTO."
+            "use COMPRESSED, UNCOMPRESSED or AUTO.",
+            "TFHUB_MODEL_LOAD_FORMAT",
+            value,
         )
     return value
 
@@ -92,27 +115,27 @@ def show_progress() -> bool:
 
 def http_timeout() -> float:
     """Seconds to wait for a connection or for the next bytes (SAVEDHUB_HTTP_TIMEOUT)."""
-    return float(os.environ.get("SAVEDHUB_HTTP_TIMEOUT", "60"))
+    return float(_number("SAVEDHUB_HTTP_TIMEOUT", "60", float, "120"))
 
 
 def http_retries() -> int:
     """Attempts after the first on connection errors, timeouts and 5xx (SAVEDHUB_HTTP_RETRIES)."""
-    return int(os.environ.get("SAVEDHUB_HTTP_RETRIES", "4"))
+    return int(_number("SAVEDHUB_HTTP_RETRIES", "4", int, "8"))
 
 
 def http_backoff() -> float:
     """Seconds before the first retry, doubled on each further one (SAVEDHUB_HTTP_BACKOFF)."""
-    return float(os.environ.get("SAVEDHUB_HTTP_BACKOFF", "0.5"))
+    return float(_number("SAVEDHUB_HTTP_BACKOFF", "0.5", float, "1.5"))
 
 
 def max_extract_members() -> int:
     """Most members an archive may hold (SAVEDHUB_MAX_EXTRACT_MEMBERS, default 100000)."""
-    return int(os.environ.get("SAVEDHUB_MAX_EXTRACT_MEMBERS", "100000"))
+    return int(_number("SAVEDHUB_MAX_EXTRACT_MEMBERS", "100000", int, "500000"))
 
 
 def max_extract_bytes() -> int:
     """Largest total an archive may expand to (SAVEDHUB_MAX_EXTRACT_BYTES, default 64 GiB)."""
-    return int(os.environ.get("SAVEDHUB_MAX_EXTRACT_BYTES", str(64 * 2**30)))
+    return int(_number("SAVEDHUB_MAX_EXTRACT_BYTES", str(64 * 2**30), int, str(128 * 2**30)))
 
 
 def verify_content() -> bool:
@@ -120,26 +143,28 @@ def verify_content() -> bool:
     against the SHA-256 recorded when they were installed (reads the whole model).
     The default, ``fast``, compares sizes and modification times, and hashes only
     files whose time moved."""
-    value = os.environ.get("SAVEDHUB_VERIFY", "").strip().lower()
-    if value in ("", "fast"):
+    raw = os.environ.get("SAVEDHUB_VERIFY", "").strip()
+    if raw.lower() in ("", "fast"):
         return False
-    if value == "content":
+    if raw.lower() == "content":
         return True
-    raise ValueError(
-        f"SAVEDHUB_VERIFY={value!r} is not understood; use 'content' (re-hash every file "
-        "on each load) or 'fast' (the default: sizes and modification times)."
+    raise ConfigError(
+        f"SAVEDHUB_VERIFY={raw!r} is not understood; use 'content' (re-hash every file "
+        "on each load) or 'fast' (the default: sizes and modification times).",
+        "SAVEDHUB_VERIFY",
+        raw,
     )
 
 
 def lock_timeout() -> float:
     """Seconds to wait for another process's download of the same handle."""
-    return float(os.environ.get("SAVEDHUB_LOCK_TIMEOUT", "3600"))
+    return float(_number("SAVEDHUB_LOCK_TIMEOUT", "3600", float, "7200"))
 
 
 def lock_stale_seconds() -> float:
     """A tensorflow_hub ``.lock`` of another host whose download shows no progress for
     this long is taken over (SAVEDHUB_LOCK_STALE_SECONDS; tensorflow_hub itself uses 600)."""
-    return float(os.environ.get("SAVEDHUB_LOCK_STALE_SECONDS", "600"))
+    return float(_number("SAVEDHUB_LOCK_STALE_SECONDS", "600", float, "1200"))
 
 
 def set_mirrors(mirrors: dict[str, str] | list[tuple[str, str]] | None) -> None:
@@ -169,9 +194,11 @@ def mirrors() -> list[tuple[str, str]]:
                 continue
             prefix, sep, replacement = item.partition("=")
             if not sep or not prefix.strip() or not replacement.strip():
-                raise ValueError(
+                raise ConfigError(
                     f"SAVEDHUB_MIRRORS entry {item!r} is not 'prefix=replacement'; "
-                    "example: SAVEDHUB_MIRRORS='https://tfhub.dev=http://hub.internal:8080'"
+                    "example: SAVEDHUB_MIRRORS='https://tfhub.dev=http://hub.internal:8080'",
+                    "SAVEDHUB_MIRRORS",
+                    raw,
                 )
             pairs.append((prefix.strip(), replacement.strip()))
     return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
@@ -198,7 +225,9 @@ def pack_mtime() -> int:
     try:
         return max(0, int(value))
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds since 1970; "
-            "unset it or set e.g. SOURCE_DATE_EPOCH=1700000000."
+            "unset it or set e.g. SOURCE_DATE_EPOCH=1700000000.",
+            "SOURCE_DATE_EPOCH",
+            value,
         ) from None

@@ -14,61 +14,66 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     ├── UnsafeArchiveError (ValueError)      an archive tries to escape or explode
     ├── CacheLockTimeout (TimeoutError)      another process held the entry too long
     ├── CacheFullError (OSError)             the disk holding the cache is full
-    ├── MissingOpError (ImportError)         the model needs ops of a package not installed
+    ├── MissingPackageError (ImportError)    a feature needs a package that is not installed
+    │   └── MissingOpError                   the model needs ops of a package not installed
+    ├── ConfigError (ValueError)             a setting (environment variable) has a bad value
     ├── UnsupportedSourceError (ValueError)  savedhub convert cannot convert that folder
     ├── OutputExistsError (FileExistsError)  the output folder exists and is not empty
     ├── PublishError (RuntimeError)          a hub refused a push (token, version exists, lint)
     ├── PackError (ValueError)               a folder cannot be packed (lint errors, output inside)
-    └── KerasLayerError (ValueError)         a KerasLayer argument or use is wrong
+    ├── KerasLayerError (ValueError)         a KerasLayer argument or use is wrong
+    │   the hub server's own (``savedhub serve``):
+    ├── InvalidNameError (ValueError)        a publisher, model or version name it refuses
+    ├── UploadRejected (ValueError)          an upload is not a publishable model (HTTP 422)
+    ├── InspectionFailed (RuntimeError)      the inspector could not read an uploaded model
+    ├── VersionExistsError (FileExistsError) the version is already published
+    └── StorageError (OSError)               the storage backend failed
 
 Every message names the handle, URL or path it is about and says the fix.
+The message is the only positional argument, so ``str(error)`` is the message
+even for the ``OSError`` family.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class SavedhubError(Exception):
     """Root of all savedhub errors."""
 
 
-class InvalidHandleError(SavedhubError, ValueError):
+class _AboutHandle(SavedhubError):
+    """An error about one handle, kept as ``.handle``."""
+
+    def __init__(self, message: str, handle: object = None) -> None:
+        super().__init__(message)
+        self.handle = handle
+
+
+class _AboutPath(SavedhubError):
+    """An error about one local path, kept as ``.path``."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class InvalidHandleError(_AboutHandle, ValueError):
     """The handle is of a type or form savedhub cannot load."""
 
-    def __init__(self, message: str, handle: object = None) -> None:
-        super().__init__(message)
-        self.handle = handle
 
-
-class ModelNotFoundError(SavedhubError, FileNotFoundError):
+class ModelNotFoundError(_AboutHandle, FileNotFoundError):
     """Nothing exists where the handle points."""
 
-    def __init__(self, message: str, handle: object = None) -> None:
-        super().__init__(message)
-        self.handle = handle
 
-    def __str__(self) -> str:  # FileNotFoundError would otherwise format (errno, strerror)
-        return str(self.args[0])
-
-
-class NotASavedModelError(SavedhubError, ValueError):
+class NotASavedModelError(_AboutHandle, ValueError):
     """The handle points at something that is not a SavedModel directory."""
 
-    def __init__(self, message: str, handle: object = None) -> None:
-        super().__init__(message)
-        self.handle = handle
 
-
-class NotCachedError(SavedhubError, FileNotFoundError):
+class NotCachedError(_AboutHandle, FileNotFoundError):
     """Offline mode is on and the handle has no complete cache entry."""
-
-    def __init__(self, message: str, handle: object = None) -> None:
-        super().__init__(message)
-        self.handle = handle
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class TransferError(SavedhubError, OSError):
@@ -78,9 +83,6 @@ class TransferError(SavedhubError, OSError):
         super().__init__(message)
         self.url = url
         self.status = status
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class IntegrityError(TransferError):
@@ -107,43 +109,41 @@ class CacheLockTimeout(SavedhubError, TimeoutError):
         self.lock_path = lock_path
 
 
-class CacheFullError(SavedhubError, OSError):
+class CacheFullError(_AboutPath, OSError):
     """Writing into the cache failed because its disk is full (ENOSPC)."""
 
-    def __init__(self, message: str, path: str | None = None) -> None:
+
+class MissingPackageError(SavedhubError, ImportError):
+    """A feature needs a Python package that is not installed (``.package`` names it)."""
+
+    def __init__(self, message: str, package: str | None = None) -> None:
         super().__init__(message)
-        self.path = path
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class MissingOpError(SavedhubError, ImportError):
-    """The SavedModel uses TensorFlow ops that an uninstalled package provides."""
-
-    def __init__(self, message: str, op: str | None = None, package: str | None = None) -> None:
-        super().__init__(message)
-        self.op = op
         self.package = package
 
 
-class UnsupportedSourceError(SavedhubError, ValueError):
+class MissingOpError(MissingPackageError):
+    """The SavedModel uses TensorFlow ops that an uninstalled package provides."""
+
+    def __init__(self, message: str, op: str | None = None, package: str | None = None) -> None:
+        super().__init__(message, package)
+        self.op = op
+
+
+class ConfigError(SavedhubError, ValueError):
+    """A setting has a value savedhub cannot use; ``.name`` is the variable, ``.value`` it."""
+
+    def __init__(self, message: str, name: str | None = None, value: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.value = value
+
+
+class UnsupportedSourceError(_AboutPath, ValueError):
     """``savedhub convert`` was given a folder that is not a model it can convert."""
 
-    def __init__(self, message: str, path: str | None = None) -> None:
-        super().__init__(message)
-        self.path = path
 
-
-class OutputExistsError(SavedhubError, FileExistsError):
+class OutputExistsError(_AboutPath, FileExistsError):
     """A command would overwrite a folder that already holds files."""
-
-    def __init__(self, message: str, path: str | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class KerasLayerError(SavedhubError, ValueError):
@@ -171,13 +171,39 @@ class PublishError(SavedhubError, RuntimeError):
         self.findings = findings or []
 
 
-class PackError(SavedhubError, ValueError):
+class PackError(_AboutPath, ValueError):
     """``pack`` refused a model folder: it fails lint's errors, the output would
     land inside it, or it holds links to folders or special files."""
 
     def __init__(
         self, message: str, path: str | None = None, findings: Sequence[object] = ()
     ) -> None:
-        super().__init__(message)
-        self.path = path
+        super().__init__(message, path)
         self.findings = list(findings)
+
+
+# -- the hub server's own (``savedhub serve``) ---------------------------------------------
+
+
+class InvalidNameError(SavedhubError, ValueError):
+    """A publisher, model or version name the hub refuses (the message says the rule)."""
+
+
+class UploadRejected(SavedhubError, ValueError):
+    """The upload is not a publishable model; ``findings`` say why (HTTP 422)."""
+
+    def __init__(self, message: str, findings: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.findings = findings or []
+
+
+class InspectionFailed(SavedhubError, RuntimeError):
+    """The model could not be read (the message says why, naming only the upload)."""
+
+
+class VersionExistsError(SavedhubError, FileExistsError):
+    """The version is already published (versions are immutable)."""
+
+
+class StorageError(SavedhubError, OSError):
+    """The storage backend failed (a disk or object-store error)."""

@@ -1,6 +1,7 @@
 """Small I/O building blocks shared by the client, the publisher and the server.
 
-``pipe`` is a bounded, cancellable byte pipe between threads; ``units`` writes
-and reads byte sizes and durations; ``digest`` is the SHA-256 of cached files,
-taken while they are extracted or read back.
+``atomic`` writes a file or puts a folder in place in one rename; ``pipe`` is a
+bounded, cancellable byte pipe between threads; ``units`` writes and reads
+byte sizes and durations; ``digest`` is the SHA-256 of cached files, taken
+while they are extracted or read back.
 """

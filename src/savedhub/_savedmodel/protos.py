@@ -28,9 +28,9 @@ from tensorflow.core.protobuf import (
     struct_pb2,
 )
 
+from savedhub._savedmodel.folder import GRAPH_FILES, TF1_HUB_MODULE_FILE
 from savedhub.errors import NotASavedModelError
 
-TF1_HUB_MODULE_FILE = "tfhub_module.pb"
 CHECKPOINT_COUNTER = "save_counter"  # tf.train.Checkpoint's own bookkeeping variable
 _CALL_OPS = {"StatefulPartitionedCall", "PartitionedCall"}
 _PASS_THROUGH_OPS = {"Identity", "IdentityN", "Snapshot", "StopGradient", "EnsureShape"}
@@ -123,8 +123,7 @@ class SavedModelFile:
             NotASavedModelError: the graph file is missing or does not parse.
         """
         path = os.fspath(path)
-        binary = os.path.join(path, "saved_model.pb")
-        text = os.path.join(path, "saved_model.pbtxt")
+        binary, text = (os.path.join(path, name) for name in GRAPH_FILES)
         proto = saved_model_pb2.SavedModel()
         try:
             if tf.io.gfile.exists(binary):

@@ -1,20 +1,12 @@
-"""File operations every cache module needs: atomic small writes, quiet deletes, a file list."""
+"""File operations every cache module needs: quiet deletes, a file list.
+(Atomic writes: :mod:`savedhub._io.atomic`.)"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 from pathlib import Path
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and one rename, so
-    readers see the old contents or the new, never half."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def rmtree(path: Path) -> None:

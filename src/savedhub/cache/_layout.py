@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+from savedhub._savedmodel import folder
 from savedhub.cache._content import ContentCheck
 from savedhub.cache._content import check as check_content
 from savedhub.client import handles
@@ -26,8 +27,6 @@ CACHEDIR_TAG = (
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
 KEY = re.compile(r"^[0-9a-f]{40}$")
-_GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt", "tfhub_module.pb")
-_SHARD = re.compile(r"^variables\.data-\d+-of-(\d+)$")
 
 
 def key_for(text: str) -> str:
@@ -53,14 +52,8 @@ class EntryState(enum.Enum):
 
 
 def model_dir(entry_path: Path) -> Path:
-    """The SavedModel folder inside an entry: the entry itself, or its only
-    sub-folder holding a graph (archives packed with an extra top folder)."""
-    if any((entry_path / name).is_file() for name in _GRAPH_FILES):
-        return entry_path
-    subdirs = [p for p in entry_path.iterdir() if p.is_dir()]
-    if len(subdirs) == 1 and any((subdirs[0] / n).is_file() for n in _GRAPH_FILES):
-        return subdirs[0]
-    return entry_path
+    """The SavedModel folder inside an entry (see :func:`savedhub._savedmodel.folder.step_down`)."""
+    return folder.step_down(entry_path)
 
 
 def check_foreign(path: Path) -> str | None:
@@ -73,17 +66,18 @@ def check_foreign(path: Path) -> str | None:
         return "it is a file, not a folder"
     if not names:
         return "the folder is empty"
-    root = model_dir(path)
-    if not any((root / name).is_file() for name in _GRAPH_FILES):
+    root = folder.step_down(path)
+    if not folder.has_graph(root):
         return "it has no saved_model.pb"
-    variables = root / "variables"
-    if (variables / "variables.index").is_file():
-        shards = [m for n in os.listdir(variables) if (m := _SHARD.match(n))]
-        if not shards:
+    variables = root / folder.VARIABLES_DIR
+    if (variables / folder.VARIABLES_INDEX).is_file():
+        if not folder.data_shards(variables):
             return "variables/variables.index has no data shards beside it"
-        expected = int(shards[0].group(1))
-        if len(shards) != expected:
-            return f"variables/ has {len(shards)} of its {expected} data shards"
+        missing = folder.missing_shards(variables)
+        if missing:
+            count = missing[0][1]
+            held = count - sum(1 for _, c in missing if c == count)
+            return f"variables/ has {held} of its {count} data shards"
     return None
 
 

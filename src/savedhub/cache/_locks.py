@@ -23,7 +23,8 @@ from pathlib import Path
 import filelock
 
 from savedhub import config
-from savedhub.cache._disk import unlink, write_atomically
+from savedhub._io.atomic import write_file
+from savedhub.cache._disk import unlink
 from savedhub.cache._layout import LOCK_SUFFIX, OWNER_SUFFIX, TFHUB_LOCK_SUFFIX, Layout
 from savedhub.errors import CacheLockTimeout
 
@@ -73,7 +74,7 @@ def entry_lock(layout: Layout, key: str, handle: str, *, blocking: bool = True) 
     owner = layout.sibling(key, OWNER_SUFFIX)
     try:
         with contextlib.suppress(OSError):
-            write_atomically(
+            write_file(
                 owner,
                 json.dumps(
                     {

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from savedhub import config
+from savedhub._io.atomic import put_folder, write_file
 from savedhub._io.digest import file_sha256
 from savedhub.archive import disk_full
 from savedhub.cache import _locks
 from savedhub.cache._content import ContentCheck
 from savedhub.cache._content import record as record_content
-from savedhub.cache._disk import rmtree, unlink, walk_files, write_atomically
+from savedhub.cache._disk import rmtree, unlink, walk_files
 from savedhub.cache._layout import (
     CACHEDIR_TAG,
     DESCRIPTOR_SUFFIX,
@@ -74,7 +75,7 @@ class Cache(Layout):
             self.work.mkdir(parents=True, exist_ok=True)
             tag = self.root / "CACHEDIR.TAG"
             if not tag.exists():
-                write_atomically(tag, CACHEDIR_TAG)
+                write_file(tag, CACHEDIR_TAG)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise disk_full(self.root, exc) from exc
@@ -158,7 +159,7 @@ class Cache(Layout):
             used = path.stat()
         except FileNotFoundError:
             used = None
-        write_atomically(path, json.dumps(manifest, indent=1))
+        write_file(path, json.dumps(manifest, indent=1))
         if used is not None:
             os.utime(path, ns=(used.st_atime_ns, used.st_mtime_ns))
 
@@ -243,10 +244,10 @@ class Cache(Layout):
         }
         if folder is not None and installed.sha256:
             manifest.update(record_content(folder, installed.sha256))
-        write_atomically(self.sibling(key, MANIFEST_SUFFIX), json.dumps(manifest, indent=1))
+        write_file(self.sibling(key, MANIFEST_SUFFIX), json.dumps(manifest, indent=1))
 
     def _write_descriptor(self, key: str, handle: str) -> None:
-        write_atomically(
+        write_file(
             self.sibling(key, DESCRIPTOR_SUFFIX),
             f"Module: {handle}\nDownload Time: {dt.datetime.now()}\n"
             f"Downloader Hostname: {host()} (PID:{os.getpid()})",
@@ -300,11 +301,7 @@ class Cache(Layout):
             self._write_descriptor(key, handle.original)
             # No fsync of the model: should a power cut leave short files behind the
             # rename, the manifest check on the next load sees it and fetches again.
-            try:
-                os.rename(work, final)
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
+            if not put_folder(work, final):
                 # Someone outside our lock (tensorflow_hub) installed it meanwhile.
                 logger.info("%s appeared while installing; using it", final)
                 self._adopt(key, handle.original)

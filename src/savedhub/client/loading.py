@@ -11,12 +11,11 @@ from typing import Any
 
 import tensorflow as tf
 
+from savedhub._savedmodel.folder import GRAPH_FILES, TF1_HUB_MODULE_FILE
 from savedhub.client import handles, ops
 from savedhub.client.handles import HandleKind
-from savedhub.client.resolver import SAVED_MODEL_FILES, resolve_handle
+from savedhub.client.resolver import resolve_handle
 from savedhub.errors import ModelNotFoundError, NotASavedModelError
-
-TF1_HUB_MODULE_FILE = "tfhub_module.pb"
 
 
 def is_tf1_hub_module(path: str) -> bool:
@@ -31,7 +30,7 @@ def _check_remote_folder(path: str, handle: object) -> None:
             "Check the bucket and path, and your credentials for that storage.",
             handle,
         )
-    if not any(tf.io.gfile.exists(os.path.join(path, f)) for f in SAVED_MODEL_FILES):
+    if not any(tf.io.gfile.exists(os.path.join(path, f)) for f in GRAPH_FILES):
         raise NotASavedModelError(
             f"{handle!r} is not a SavedModel folder: it has no saved_model.pb. "
             "Point the handle at the folder the model was saved to.",
@@ -39,10 +38,12 @@ def _check_remote_folder(path: str, handle: object) -> None:
         )
 
 
-def resolve_for_loading(handle: str | os.PathLike[str]) -> str:
+def resolve_for_loading(
+    handle: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> str:
     """Resolve ``handle`` to a directory that ``tf.saved_model.load`` can read."""
     parsed = handles.parse(handle)
-    path = resolve_handle(parsed)
+    path = resolve_handle(parsed, cache_dir)
     if parsed.kind is HandleKind.REMOTE_FS or "://" in path:
         _check_remote_folder(path, parsed.original)
     return path
@@ -52,6 +53,8 @@ def load(
     handle: str | os.PathLike[str],
     tags: Sequence[str] | set[str] | None = None,
     options: tf.saved_model.LoadOptions | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Resolve a handle and load the SavedModel, as ``tf.saved_model.load`` would.
 
@@ -60,6 +63,8 @@ def load(
         tags: MetaGraph tags to load. ``None`` picks the model's default; for a
             legacy TF1 Hub format module that is the empty tag set.
         options: a ``tf.saved_model.LoadOptions``, passed through.
+        cache_dir: the cache root for this call (default: SAVEDHUB_CACHE_DIR,
+            TFHUB_CACHE_DIR, else the user's cache folder).
 
     Returns:
         The restored object: call it (``obj(x, training=False)``), use
@@ -69,7 +74,7 @@ def load(
         >>> obj = load("/models/my_mul")
         >>> obj(tf.constant([10.0, 20.0]))  # [20., 40.]
     """
-    path = resolve_for_loading(handle)
+    path = resolve_for_loading(handle, cache_dir)
     tf1_module = is_tf1_hub_module(path)
     if tags is None and tf1_module:
         tags = []

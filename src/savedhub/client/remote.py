@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import urllib.parse
@@ -132,43 +133,56 @@ def _sidecar_sha256(url: str) -> str | None:
     return match.group(1).lower()
 
 
+def _fetch_once(
+    handle: Handle, url: str, expected: str | None, work: Path, partial: Path
+) -> Installed:
+    """Download and extract one archive into ``work``; raises VersionChanged (with the
+    partial download and ``work`` cleared) when the server's copy changed meanwhile."""
+    body = Download(url, partial, expected_sha256=expected, label=handle.original)
+    try:
+        with body:
+            info = body.open()
+            if info.status >= 400 and not info.resumed_from:
+                body.discard_partial()
+                raise _status_error(handle, url, info.status)
+            _check_body(handle, url, info, body)
+            result = archive.extract(body, work, source=url)
+            digest = body.finish()
+    except VersionChanged:
+        body.discard_partial()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    except (NotAnArchiveError, UnsafeArchiveError, IntegrityError):
+        body.discard_partial()  # resuming these bytes could only fail the same way
+        raise
+    return Installed(
+        url=info.url,
+        etag=info.etag,
+        archive_sha256=digest,
+        archive_bytes=body.bytes_received,
+        files=result.files,
+        links=result.links,
+        sha256=result.sha256,
+    )
+
+
 def _fetch(handle: Handle, work: Path, partial: Path) -> Installed:
+    """The archive of ``handle`` extracted into ``work``, starting over once if the
+    server's copy changes during the download."""
     url = archive_url(handle)
     expected = _sidecar_sha256(url) if handle.is_archive_url else None
-    for attempt in range(2):
-        body = Download(url, partial, expected_sha256=expected, label=handle.original)
-        try:
-            with body:
-                info = body.open()
-                if info.status >= 400 and not info.resumed_from:
-                    body.discard_partial()
-                    raise _status_error(handle, url, info.status)
-                _check_body(handle, url, info, body)
-                result = archive.extract(body, work, source=url)
-                digest = body.finish()
-            return Installed(
-                url=info.url,
-                etag=info.etag,
-                archive_sha256=digest,
-                archive_bytes=body.bytes_received,
-                files=result.files,
-                links=result.links,
-                sha256=result.sha256,
-            )
-        except VersionChanged as exc:
-            body.discard_partial()
-            shutil.rmtree(work, ignore_errors=True)
-            if attempt:
-                raise TransferError(
-                    f"{url} changed on the server during two downloads in a row, so no "
-                    f"consistent copy of {handle.original!r} could be fetched. Try again later.",
-                    url,
-                ) from exc
-            logger.warning("%s changed on the server during the download; starting over", url)
-        except (NotAnArchiveError, UnsafeArchiveError, IntegrityError):
-            body.discard_partial()  # resuming these bytes could only fail the same way
-            raise
-    raise AssertionError("unreachable")
+    try:
+        return _fetch_once(handle, url, expected, work, partial)
+    except VersionChanged:
+        logger.warning("%s changed on the server during the download; starting over", url)
+    try:
+        return _fetch_once(handle, url, expected, work, partial)
+    except VersionChanged as exc:
+        raise TransferError(
+            f"{url} changed on the server during two downloads in a row, so no "
+            f"consistent copy of {handle.original!r} could be fetched. Try again later.",
+            url,
+        ) from exc
 
 
 def _resolve_uncompressed(handle: Handle, cache: Cache) -> str:
@@ -218,11 +232,12 @@ def _resolve_uncompressed(handle: Handle, cache: Cache) -> str:
     return folder
 
 
-def resolve_remote(handle: Handle) -> str:
+def resolve_remote(handle: Handle, cache_dir: str | os.PathLike[str] | None = None) -> str:
     """The local folder (or in-place location) of an http(s) handle.
 
     A complete cache entry answers without any request; otherwise the model is
-    downloaded, extracted while it streams, verified and installed atomically.
+    downloaded, extracted while it streams, verified and installed atomically
+    into the cache at ``cache_dir`` (default: :func:`savedhub.config.cache_dir`).
 
     Raises:
         NotCachedError: offline and not cached.
@@ -233,7 +248,7 @@ def resolve_remote(handle: Handle) -> str:
         TransferError: the network or server failed (after retries).
         CacheFullError: the disk filled up.
     """
-    cache = Cache()
+    cache = Cache(cache_dir)
     if config.model_load_format() == "UNCOMPRESSED" and not handle.is_archive_url:
         return _resolve_uncompressed(handle, cache)
     found = cache.find(handle)

@@ -10,30 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from savedhub._savedmodel import folder
 from savedhub.client import handles
 from savedhub.client.handles import Handle, HandleKind
 from savedhub.errors import ModelNotFoundError, NotASavedModelError
-
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-_LISTED = 12
-
-
-def _describe_contents(path: Path) -> str:
-    names = sorted(os.listdir(path))
-    if not names:
-        return "it is empty"
-    shown = ", ".join(n + ("/" if (path / n).is_dir() else "") for n in names[:_LISTED])
-    more = f" and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
-    return f"it holds: {shown}{more}"
-
-
-def _nested_saved_model(path: Path) -> Path | None:
-    """A SavedModel one level down, the usual result of extracting an archive
-    that had an extra top folder."""
-    for child in sorted(path.iterdir()):
-        if child.is_dir() and any((child / f).is_file() for f in SAVED_MODEL_FILES):
-            return child
-    return None
 
 
 def check_saved_model_dir(path: str | os.PathLike[str], handle: object = None) -> Path:
@@ -60,7 +40,7 @@ def check_saved_model_dir(path: str | os.PathLike[str], handle: object = None) -
                 "download and cache it.",
                 shown,
             )
-        if path.name in SAVED_MODEL_FILES:
+        if path.name in folder.GRAPH_FILES:
             raise NotASavedModelError(
                 f"{shown!r} is the SavedModel's graph file; pass the folder that holds it: "
                 f"{str(path.parent)!r}.",
@@ -71,43 +51,48 @@ def check_saved_model_dir(path: str | os.PathLike[str], handle: object = None) -
             "variables/) is expected. Pass the folder the model was saved to.",
             shown,
         )
-    if not any((path / f).is_file() for f in SAVED_MODEL_FILES):
-        nested = _nested_saved_model(path)
-        hint = (
-            f" A SavedModel is one level down: pass {str(nested)!r}."
-            if nested
-            else " Save one with tf.saved_model.save(obj, path) or model.export(path)."
-        )
+    if not folder.has_graph(path):
+        contents = folder.describe_contents(path)
+        held = "it is empty" if contents == "nothing" else f"it holds: {contents}"
         raise NotASavedModelError(
             f"{shown!r} is not a SavedModel folder: it has no saved_model.pb or "
-            f"saved_model.pbtxt ({_describe_contents(path)}).{hint}",
+            f"saved_model.pbtxt ({held}). {folder.nested_hint(path)}",
             shown,
         )
     return path
 
 
-def resolve_handle(handle: Handle) -> str:
-    """The directory to hand to ``tf.saved_model.load`` for a parsed handle."""
+def resolve_handle(handle: Handle, cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """The directory to hand to ``tf.saved_model.load`` for a parsed handle
+    (remote ones cached under ``cache_dir``, else :func:`savedhub.config.cache_dir`)."""
     if handle.kind is HandleKind.LOCAL:
         return str(check_saved_model_dir(handle.location, handle.original))
     if handle.kind is HandleKind.REMOTE_FS:
         return handle.location
     from savedhub.client import remote  # the cache and HTTP stack, only when needed
 
-    return remote.resolve_remote(handle)
+    return remote.resolve_remote(handle, cache_dir)
 
 
-def resolve(handle: str | os.PathLike[str]) -> str:
+def resolve(
+    handle: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+) -> str:
     """Download (if needed) and cache a model, and return its local directory.
 
     Local folders are returned as they are; remote handles are fetched into
     the cache once and then served from it.
 
+    Args:
+        handle: a folder path, ``file://`` URL, model URL or ``gs://``-style folder.
+        cache_dir: the cache root for this call; by default SAVEDHUB_CACHE_DIR,
+            TFHUB_CACHE_DIR, else the user's cache folder.
+
     Example:
         >>> path = resolve("/models/my_mul")
+        >>> path = resolve("https://hub.example/google/my_mul/1", cache_dir="/data/models")
 
     Raises:
         InvalidHandleError, ModelNotFoundError, NotASavedModelError, and for
         remote handles TransferError, NotCachedError.
     """
-    return resolve_handle(handles.parse(handle))
+    return resolve_handle(handles.parse(handle), cache_dir)

@@ -23,8 +23,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from savedhub._io.atomic import replace_folder
 from savedhub.convert._source import SUPPORTED, BertSource, read_source, sha256_of
-from savedhub.errors import MissingOpError, OutputExistsError
+from savedhub.errors import MissingPackageError, OutputExistsError
 
 __all__ = ["SUPPORTED", "BertSource", "convert", "read_source", "sha256_of"]
 
@@ -37,7 +38,7 @@ def _require(module: str, pip_name: str, extra: str, src: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingOpError(
+        raise MissingPackageError(
             f"Converting {src!r} needs the package {pip_name!r}, which is not installed. "
             f"Install it with: pip install {pip_name} (or pip install 'savedhub[{extra}]').",
             package=pip_name,
@@ -98,7 +99,7 @@ def convert(
         UnsupportedSourceError: ``src`` is not a model this converter supports;
             the message says what was found and what is supported.
         OutputExistsError: ``out`` is a file, or a non-empty folder without ``overwrite``.
-        MissingOpError: tensorflow-text or safetensors is not installed.
+        MissingPackageError: tensorflow-text or safetensors is not installed.
 
     Example:
         >>> convert("all-MiniLM-L6-v2", "minilm")
@@ -128,12 +129,7 @@ def convert(
         _write_saved_model(source, work)
         if target.exists():
             _check_output(target, overwrite)  # it may have filled while we worked
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced-", dir=target.parent))
-            os.replace(target, old / "model")
-            os.replace(work, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(work, target)
+        replace_folder(work, target)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)

@@ -245,7 +245,11 @@ class SentenceEncoder(tf.train.Checkpoint):
             for i, line in enumerate(f):
                 if line.rstrip("\n") == token:
                     return i
-        raise ValueError(f"{token!r} is not in {vocab_file!r}")
+        raise UnsupportedSourceError(
+            f"The vocabulary {vocab_file!r} lacks the token {token!r} its tokenizer names; "
+            "convert a folder whose vocab.txt and tokenizer config belong together.",
+            vocab_file,
+        )
 
     def _dropout(self, x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
         return tf.nn.dropout(x, rate=rate) if training and rate > 0 else x

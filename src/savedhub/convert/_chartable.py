@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from savedhub.errors import UnsupportedSourceError
+
 SELF = -1
 SPACE = 32
 MAX_CODE_POINT = 0x10FFFF
@@ -133,7 +135,10 @@ def build_char_table(
             order (the ``i``-th maps from ``SPECIAL_MARKER_BASE + i``).
     """
     if len(special_tokens) > SPECIAL_MARKER_LIMIT - SPECIAL_MARKER_BASE:
-        raise ValueError(f"too many special tokens: {len(special_tokens)}")
+        raise UnsupportedSourceError(
+            f"The tokenizer has {len(special_tokens)} special tokens; savedhub convert "
+            f"supports at most {SPECIAL_MARKER_LIMIT - SPECIAL_MARKER_BASE}."
+        )
     row_index: dict[tuple[int, ...], int] = {}
     starts: list[int] = []
     run_rows: list[int] = []

@@ -23,6 +23,7 @@ from types import FrameType
 import tensorflow as tf
 
 from savedhub import config
+from savedhub._io.atomic import put_folder
 
 FOLDER_PREFIX = "saved_model-"
 _MAX_FRAMES = 64
@@ -118,7 +119,7 @@ def from_open_archive(key: str | None) -> str | None:
         work = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             _extract(archive, *located, work)
-            os.rename(work, root / key)
+            put_folder(work, root / key)  # False: another process won the race, use its copy
         except OSError:
             if stored_copy(key) is None:  # not another process winning the race
                 raise

@@ -195,12 +195,16 @@ def inspect_dir(path: str, handle: str | None = None) -> ModelInfo:
     )
 
 
-def info(handle: str | os.PathLike[str]) -> ModelInfo:
+def info(
+    handle: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+) -> ModelInfo:
     """Describe a SavedModel: format, signatures, ``__call__``, variables, assets, size.
 
     Remote handles are downloaded into the cache first; nothing is restored,
     so this is quick even for large models and works when the model needs
-    ops of a package that is not installed.
+    ops of a package that is not installed. ``cache_dir`` is the cache root
+    for this call (default: SAVEDHUB_CACHE_DIR, TFHUB_CACHE_DIR, else the
+    user's cache folder).
 
     Example:
         >>> report = info("/models/my_mul")
@@ -213,4 +217,4 @@ def info(handle: str | os.PathLike[str]) -> ModelInfo:
         TransferError, NotCachedError.
     """
     parsed = handles.parse(handle)
-    return inspect_dir(resolve_handle(parsed), parsed.original)
+    return inspect_dir(resolve_handle(parsed, cache_dir), parsed.original)

@@ -5,21 +5,18 @@ by writing it and listing it in ``CHECKS``. Errors are what breaks users
 (nothing to call, inconsistent variable lists, files that will not exist on
 their machine); warnings are the guide's advice (trace both ``training``
 values, export logits, ship no optimizer state, offer a serving signature).
-
-The module is named ``linting`` so that the function ``savedhub.lint`` is
-never shadowed by a submodule of the same name.
 """
 
 from __future__ import annotations
 
 import ntpath
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from savedhub._savedmodel import folder as saved_model_folder
 from savedhub.client.resolver import check_saved_model_dir
 
 if TYPE_CHECKING:  # the checks run on it; lint() imports it (and TensorFlow) when called
@@ -27,7 +24,6 @@ if TYPE_CHECKING:  # the checks run on it; lint() imports it (and TensorFlow) wh
 
 ERROR = "error"
 WARNING = "warning"
-_SHARD = re.compile(r"^variables\.data-(\d+)-of-(\d+)$")
 _NON_LOGIT_OPS = {"Softmax": "softmax probabilities", "TopKV2": "top-k predictions"}
 
 
@@ -272,8 +268,8 @@ def check_files(model: SavedModelFile) -> Iterator[Finding]:
     holds_variables = bool(
         model.variable_nodes() if model.has_object_graph else model.graph_variables()
     )
-    variables_dir = root / "variables"
-    if holds_variables and not (variables_dir / "variables.index").is_file():
+    variables_dir = root / saved_model_folder.VARIABLES_DIR
+    if holds_variables and not (variables_dir / saved_model_folder.VARIABLES_INDEX).is_file():
         yield Finding(
             ERROR,
             "missing-variable-files",
@@ -281,19 +277,16 @@ def check_files(model: SavedModelFile) -> Iterator[Finding]:
             "missing, so it cannot be loaded. Save the model again.",
         )
         return
-    shards = [_SHARD.match(p.name) for p in variables_dir.glob("variables.data-*")]
-    totals = {int(m.group(2)) for m in shards if m}
-    present = {int(m.group(1)) for m in shards if m}
-    for total in totals:
-        missing = sorted(set(range(total)) - present)
-        if missing:
-            yield Finding(
-                ERROR,
-                "missing-variable-files",
-                f"{len(missing)} of {total} variable shards are missing from "
-                f"{str(variables_dir)!r} (first: variables.data-{missing[0]:05d}-of-"
-                f"{total:05d}). Save or copy the model again.",
-            )
+    missing = saved_model_folder.missing_shards(variables_dir)
+    for total in sorted({count for _, count in missing}):
+        of_total = [shard for shard, count in missing if count == total]
+        yield Finding(
+            ERROR,
+            "missing-variable-files",
+            f"{len(of_total)} of {total} variable shards are missing from "
+            f"{str(variables_dir)!r} (first: variables.data-{of_total[0]:05d}-of-"
+            f"{total:05d}). Save or copy the model again.",
+        )
 
 
 CHECKS: list[Check] = [

@@ -30,12 +30,12 @@ import hashlib
 import os
 import stat
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from savedhub import config
+from savedhub._io.atomic import replacing_file
 from savedhub.client.resolver import check_saved_model_dir
 from savedhub.errors import PackError
 
@@ -167,16 +167,7 @@ def pack(
                 findings=found,
             )
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as raw:
-            writer = _HashingWriter(raw)
-            write_archive(root, writer, config.pack_mtime())  # type: ignore[arg-type]
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, out)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with replacing_file(out, durable=True, mode=0o644) as raw:
+        writer = _HashingWriter(raw)
+        write_archive(root, writer, config.pack_mtime())  # type: ignore[arg-type]
     return PackResult(str(out), writer.digest.hexdigest(), writer.size)

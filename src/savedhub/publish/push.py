@@ -22,7 +22,8 @@ import httpx
 
 from savedhub import config
 from savedhub.client.handles import ARCHIVE_SUFFIXES
-from savedhub.errors import IntegrityError, InvalidHandleError, PublishError, TransferError
+from savedhub.errors import IntegrityError, InvalidHandleError, PublishError
+from savedhub.transfer import progress_bar, upload
 
 _CHUNK = 1 << 20
 _API_PREFIX = "api/models"
@@ -79,7 +80,8 @@ def _sha256_of(path: Path) -> str:
 def _chunks(path: Path, progress: Any) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
-            progress.update(len(chunk))
+            if progress is not None:
+                progress.update(len(chunk))
             yield chunk
 
 
@@ -106,34 +108,20 @@ def _refusal(response: httpx.Response, url: str) -> PublishError:
 def _send(
     archive: Path, sha256: str, api_url: str, model_url: str, token: str | None
 ) -> PushResult:
-    from tqdm.auto import tqdm
-
     size = archive.stat().st_size
     headers = {
         "Content-Type": "application/gzip",
         "Content-Length": str(size),
-        "User-Agent": "savedhub",
     }
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    progress = tqdm(
-        total=size,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=f"push {model_url}",
-        disable=not config.show_progress(),
-    )
-    timeout = httpx.Timeout(config.http_timeout(), read=max(config.http_timeout(), 600.0))
+    progress = progress_bar(size, model_url)
     try:
-        with progress, httpx.Client(timeout=timeout, verify=config.verify_certificates()) as client:
-            response = client.put(api_url, content=_chunks(archive, progress), headers=headers)
-    except httpx.HTTPError as exc:
-        raise TransferError(
-            f"Could not push to {model_url}: {type(exc).__name__}: {exc}. "
-            "Check that the hub is running and the URL is right.",
-            model_url,
-        ) from exc
+        # The hub checks the model before it answers: wait up to ten minutes for that.
+        response = upload(api_url, _chunks(archive, progress), headers, read_timeout=600.0)
+    finally:
+        if progress is not None:
+            progress.close()
     if response.status_code != 201:
         raise _refusal(response, model_url)
     body = response.json()

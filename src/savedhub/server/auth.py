@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from savedhub.errors import ConfigError
+
 
 class Verdict(Enum):
     ALLOWED = "allowed"
@@ -82,7 +84,7 @@ def load_rules(
         <Verdict.ALLOWED: 'allowed'>
 
     Raises:
-        FileNotFoundError: ``tokens_file`` does not exist (uploads would silently be off).
+        ConfigError: ``tokens_file`` does not exist (uploads would silently be off).
     """
     merged: dict[str, frozenset[str] | None] = {}
     if isinstance(tokens, Mapping):
@@ -93,9 +95,11 @@ def load_rules(
     if tokens_file is not None:
         path = Path(tokens_file)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise ConfigError(
                 f"tokens file {str(path)!r} does not exist; create it with one token a line "
-                "(optionally followed by the publishers it may publish as)."
+                "(optionally followed by the publishers it may publish as).",
+                "--tokens-file",
+                str(path),
             )
         merged.update(parse_tokens(path.read_text().splitlines()))
     if env_tokens:

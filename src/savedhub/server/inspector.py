@@ -24,15 +24,13 @@ import threading
 import time
 from typing import IO, Any
 
+from savedhub.errors import InspectionFailed as InspectionFailed  # re-exported
+
 logger = logging.getLogger("savedhub")
 
 INSPECT_TIMEOUT = 300.0
 IDLE_SECONDS = 600.0
 WORKER_COMMAND = "from savedhub.server.inspector import serve_requests; serve_requests()"
-
-
-class InspectionFailed(Exception):
-    """The model could not be read (the message says why, naming only the upload)."""
 
 
 class Inspector:

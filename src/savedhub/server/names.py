@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import re
 
+from savedhub.errors import InvalidNameError as InvalidNameError  # re-exported
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # First path segments the server routes itself; a publisher of that name would be unreachable.
 RESERVED_PUBLISHERS = frozenset({"api", "static", "favicon.ico", "robots.txt", "healthz"})
 _NATURAL = re.compile(r"(\d+)")
-
-
-class InvalidNameError(ValueError):
-    """A publisher, model or version name the hub refuses (the message says the rule)."""
 
 
 def is_valid_name(name: str) -> bool:

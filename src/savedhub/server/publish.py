@@ -22,18 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from savedhub._savedmodel.folder import refusal
+from savedhub.errors import InspectionFailed
+from savedhub.errors import UploadRejected as UploadRejected  # re-exported
 from savedhub.server import storage as layout
-from savedhub.server.inspector import InspectionFailed, Inspector
+from savedhub.server.inspector import Inspector
 
 logger = logging.getLogger("savedhub")
-
-
-class UploadRejected(Exception):
-    """The upload is not a publishable model; ``findings`` say why (HTTP 422)."""
-
-    def __init__(self, message: str, findings: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.findings = findings or []
 
 
 @dataclass(frozen=True)
@@ -57,25 +52,12 @@ def readme_summary(markdown: str) -> str:
 def _require_saved_model_at_root(folder: Path, name: str) -> None:
     """Refuse an archive without ``saved_model.pb`` at its root, saying what it holds
     (names inside the archive only: the server's own paths stay private)."""
-    from savedhub.client.resolver import SAVED_MODEL_FILES
-
-    if any((folder / f).is_file() for f in SAVED_MODEL_FILES):
-        return
-    entries = sorted(folder.iterdir()) if folder.is_dir() else []
-    held = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:12]) or "nothing"
-    nested = [
-        p.name for p in entries if p.is_dir() and any((p / f).is_file() for f in SAVED_MODEL_FILES)
-    ]
-    hint = (
-        f"Its SavedModel is inside the folder {nested[0]!r}: pack that folder itself, so that "
-        "saved_model.pb is at the archive's root"
-        if nested
-        else "Pack a SavedModel folder"
-    )
-    raise UploadRejected(
-        f"The archive for {name} has no saved_model.pb at its root (it holds: {held}). "
-        f"{hint} (savedhub pack DIR OUT.tar.gz, or savedhub push DIR URL)."
-    )
+    why = refusal(folder)
+    if why is not None:
+        raise UploadRejected(
+            f"The archive for {name} {why} "
+            "(savedhub pack DIR OUT.tar.gz, or savedhub push DIR URL)."
+        )
 
 
 def _folder_size(folder: Path) -> tuple[int, int]:

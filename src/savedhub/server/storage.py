@@ -24,7 +24,6 @@ in a caller cannot make storage read or write outside the root.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -34,6 +33,9 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
+from savedhub._io.atomic import put_folder
+from savedhub.errors import StorageError as StorageError  # re-exported
+from savedhub.errors import VersionExistsError as VersionExistsError
 from savedhub.server.names import is_valid_name
 
 ARCHIVE = "model.tar.gz"
@@ -45,14 +47,6 @@ _CLAIM = "claim.json"
 _SCRATCH_MAX_AGE = 86400
 # Filesystems whose paths TensorFlow's own tf.io.gfile reads, so a client may load in place.
 _TF_READABLE_PROTOCOLS = ("gs", "gcs", "s3", "hdfs")
-
-
-class VersionExistsError(FileExistsError):
-    """The version is already published (versions are immutable)."""
-
-
-class StorageError(OSError):
-    """The storage backend failed (a disk or object-store error)."""
 
 
 def _segments(parts: tuple[str, ...]) -> tuple[str, ...]:
@@ -167,14 +161,13 @@ class LocalStorage:
             # rename(2) is only atomic within one filesystem: bring the folder next to the root.
             staging = Path(shutil.move(staging, self.scratch_dir() / staging.name))
         try:
-            # rename(2) onto an existing non-empty folder fails: the first upload wins.
-            os.rename(staging, final)
+            published = put_folder(staging, final)  # of two uploads, the first wins
         except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise VersionExistsError(
-                    f"{publisher}/{model}/{version} already exists in {self.description}"
-                ) from exc
             raise StorageError(f"could not publish into {final}: {exc}") from exc
+        if not published:
+            raise VersionExistsError(
+                f"{publisher}/{model}/{version} already exists in {self.description}"
+            )
 
     def folder_url(self, *parts: str) -> str | None:
         path = self._path(*parts)

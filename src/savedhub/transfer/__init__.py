@@ -17,6 +17,8 @@ reader through a bounded pipe (:mod:`savedhub._io.pipe`).
   e.g. from a ``.sha256`` file) are checked when the body ends.
 * Progress: a ``tqdm`` bar of compressed bytes against ``Content-Length`` when
   :func:`savedhub.config.show_progress` allows, and a log line either way.
+* Uploads (``savedhub push``): :func:`upload`, one PUT of a streamed body with
+  the same client settings and error translation, never retried.
 
 httpx exceptions are translated to :class:`~savedhub.errors.TransferError`
 here and nowhere else.
@@ -24,9 +26,10 @@ here and nowhere else.
 Modules, each importing only those above it:
 
 * ``_headers``: what an answer says about a body (:class:`RemoteFile`, digests, ranges).
-* ``_requests``: the client, one request retried with backoff, small GETs.
+* ``_requests``: the client, one request retried with backoff, small GETs, uploads.
 * ``_partial``: the partial file and the ``.json`` naming its version.
 * ``_progress``: the progress bar.
+* ``_resume``: whether an answer resumes, restarts or completes the bytes held.
 * ``_download``: :class:`Download`, the resuming, hashing reader over a body.
 
 Example:
@@ -38,7 +41,8 @@ Example:
 
 from savedhub.transfer._download import CHUNK_BYTES, Download, VersionChanged
 from savedhub.transfer._headers import RemoteFile, parse_digest_headers
-from savedhub.transfer._requests import fetch_text, request_without_redirect
+from savedhub.transfer._progress import progress_bar
+from savedhub.transfer._requests import fetch_text, request_without_redirect, upload
 
 __all__ = [
     "CHUNK_BYTES",
@@ -47,5 +51,7 @@ __all__ = [
     "VersionChanged",
     "fetch_text",
     "parse_digest_headers",
+    "progress_bar",
     "request_without_redirect",
+    "upload",
 ]

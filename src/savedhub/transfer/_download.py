@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,8 +22,6 @@ from savedhub.errors import IntegrityError, TransferError
 from savedhub.transfer import _partial as partial_file
 from savedhub.transfer._headers import (
     RemoteFile,
-    content_range_start,
-    content_range_total,
     parse_digest_headers,
     remote_file,
     total_size,
@@ -30,6 +29,7 @@ from savedhub.transfer._headers import (
 from savedhub.transfer._partial import PartialState
 from savedhub.transfer._progress import progress_bar
 from savedhub.transfer._requests import backoff, describe, new_client, send_with_retries
+from savedhub.transfer._resume import Answer, Verdict, decide
 
 logger = logging.getLogger("savedhub")
 
@@ -39,6 +39,14 @@ _QUEUE_CHUNKS = 32
 
 class VersionChanged(TransferError):
     """The server's copy changed while it was being downloaded: start over."""
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Why a body stopped before its end."""
+
+    reason: str
+    cause: BaseException | None = None
 
 
 class Download:
@@ -79,6 +87,7 @@ class Download:
         self._partial_fd: int | None = None
         self._fd_lock = threading.Lock()
         self._live: httpx.Response | None = None  # the response the pump reads now
+        self._skip = 0  # leading bytes of the first response already held (Range ignored)
         self._started = 0.0
 
     # -- opening ---------------------------------------------------------
@@ -99,26 +108,26 @@ class Download:
         self._started = time.monotonic()
         state = partial_file.read_state(self.partial, self.url)
         have = self.partial.stat().st_size if state and self.partial else 0
-        headers: dict[str, str] = {}
         validator = state.etag or state.last_modified if state else None
-        if state and have and validator:
-            headers = {"Range": f"bytes={have}-", "If-Range": validator}
+        held = have if state and have and validator else None
+        headers = {"Range": f"bytes={held}-", "If-Range": validator} if held and validator else {}
         first = send_with_retries(self._client, "GET", self.url, headers, stream=True)
-        status = first.status_code
+        answer = Answer.of(first)
+        decision = decide(held, validator, state.size if state else None, answer)
         response: httpx.Response | None = first
         resumed = 0
-        if status == 206 and state and content_range_start(first) == have:
-            resumed = have
-        elif status == 416 and state and content_range_total(first) == have:
-            resumed, response = have, None  # the partial file already holds everything
+        if decision.verdict is Verdict.RESUME:
+            resumed, self._skip = have, decision.skip
+        elif decision.verdict is Verdict.COMPLETE:
+            resumed, response = have, None
             first.close()
-        elif status in (206, 416):
-            # A range we did not ask for, or a partial that no longer fits: start over.
-            first.close()
-            response = send_with_retries(self._client, "GET", self.url, {}, stream=True)
-            status, state = response.status_code, None
         else:
             state = None
+            if answer.is_range_answer:
+                # A range we did not ask for, or a partial that no longer fits: start over.
+                first.close()
+                response = send_with_retries(self._client, "GET", self.url, {}, stream=True)
+        status = response.status_code if response is not None else answer.status
         if response is not None and status >= 400:
             self._response = response
             self.info = remote_file(response, None, 0)
@@ -130,7 +139,7 @@ class Download:
                 url=self.url,
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
-                size=total_size(response, resumed),
+                size=total_size(response, resumed - self._skip),
                 sha256=parse_digest_headers(response.headers) or (state.sha256 if state else None),
             )
         else:
@@ -212,71 +221,79 @@ class Download:
                 self._close_partial()
 
     def _stream_network(self, progress: Any) -> None:
-        assert self.info is not None and self._client is not None
-        response = self._response
+        response, skip = self._response, self._skip
         failures = 0
         retries = config.http_retries()
-        skip = 0
         while response is not None:
-            try:
-                for chunk in response.iter_raw():
-                    if self._cancel.is_set():
-                        return
-                    if skip:
-                        cut = min(skip, len(chunk))
-                        chunk, skip = chunk[cut:], skip - cut
-                        if not chunk:
-                            continue
-                    failures = 0
-                    if not self._take(chunk, progress):
-                        return
-                response.close()
-                if self.info.size is not None and self._received < self.info.size:
-                    raise httpx.RemoteProtocolError(
-                        f"body ended at {self._received} of {self.info.size} bytes"
-                    )
-                return
-            except (httpx.TransportError, httpx.StreamError) as exc:
-                response.close()
-                if self._cancel.is_set():
-                    return  # close() cut the connection on purpose
-                if failures >= retries:
-                    raise TransferError(
-                        f"The download of {self.url} kept failing after {self._received} bytes "
-                        f"({describe(exc)}). Try again: the next attempt resumes from there.",
-                        self.url,
-                    ) from exc
-                logger.info(
-                    "Download of %s interrupted at byte %d (%s); resuming",
-                    self.label,
-                    self._received,
-                    describe(exc),
-                )
-                backoff(failures)
-                failures += 1
+            before = self._received
+            cut = self._stream_body(response, skip, progress)
+            if cut is None or self._cancel.is_set():
+                return  # the whole body arrived, or close() cut the connection on purpose
+            if self._received > before:
+                failures = 0
+            if failures >= retries:
+                raise TransferError(
+                    f"The download of {self.url} kept failing after {self._received} bytes "
+                    f"({cut.reason}). Try again: the next attempt resumes from there.",
+                    self.url,
+                ) from cut.cause
+            logger.info(
+                "Download of %s interrupted at byte %d (%s); resuming",
+                self.label,
+                self._received,
+                cut.reason,
+            )
+            backoff(failures)
+            failures += 1
             response, skip = self._reconnect()
             self._live = response
 
+    def _stream_body(self, response: httpx.Response, skip: int, progress: Any) -> _Cut | None:
+        """Hand on one response's body after its first ``skip`` bytes.
+
+        Returns:
+            None when the body is complete (or the download was cancelled), else
+            why it stopped short.
+        """
+        assert self.info is not None
+        try:
+            for chunk in response.iter_raw():
+                if self._cancel.is_set():
+                    return None
+                if skip:
+                    cut = min(skip, len(chunk))
+                    chunk, skip = chunk[cut:], skip - cut
+                    if not chunk:
+                        continue
+                if not self._take(chunk, progress):
+                    return None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            return _Cut(describe(exc), exc)
+        finally:
+            response.close()
+        if self.info.size is not None and self._received < self.info.size:
+            return _Cut(f"body ended at {self._received} of {self.info.size} bytes")
+        return None
+
     def _reconnect(self) -> tuple[httpx.Response | None, int]:
+        """Ask for the rest of the body; the response to stream (None: nothing is
+        missing) and the bytes of it to skip.
+
+        Raises:
+            VersionChanged: the answer does not continue the bytes handed out so far.
+        """
         assert self.info is not None and self._client is not None
         validator = self.info.etag or self.info.last_modified
         headers = {"Range": f"bytes={self._received}-"}
         if validator:
             headers["If-Range"] = validator
         response = send_with_retries(self._client, "GET", self.url, headers, stream=True)
-        if response.status_code == 206 and content_range_start(response) == self._received:
-            return response, 0
-        if response.status_code == 416 and self.info.size == self._received:
-            response.close()
-            return None, 0
-        # The server ignored Range but serves the same version: skip what we hold.
-        if (
-            response.status_code == 200
-            and validator
-            and (response.headers.get("etag") or response.headers.get("last-modified")) == validator
-        ):
-            return response, self._received
+        decision = decide(self._received, validator, self.info.size, Answer.of(response))
+        if decision.verdict is Verdict.RESUME:
+            return response, decision.skip
         response.close()
+        if decision.verdict is Verdict.COMPLETE:
+            return None, 0
         raise VersionChanged(
             f"{self.url} changed on the server during the download (its ETag/Last-Modified "
             "no longer matches, or it answered the resume request with "

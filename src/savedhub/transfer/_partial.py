@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from savedhub._io.atomic import write_file
+
 
 @dataclass
 class PartialState:
@@ -53,10 +55,7 @@ def open_for_writing(partial: Path, keep: int) -> int:
 
 def write_state(partial: Path, state: PartialState) -> None:
     """Record which version ``partial`` holds, replacing the record in one rename."""
-    path = state_path(partial)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(state)))
-    os.replace(tmp, path)
+    write_file(state_path(partial), json.dumps(asdict(state)))
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -27,5 +27,6 @@ def progress_bar(total: int | None, label: str) -> Any:
 
 
 def _short_label(label: str) -> str:
-    path = urllib.parse.urlsplit(label).path.rstrip("/")
-    return path.rsplit("/", 3)[-1] if path else label
+    """The last three segments of a URL's path (``google/nnlm-en-dim128/2``), else ``label``."""
+    path = urllib.parse.urlsplit(label).path.strip("/")
+    return "/".join(path.split("/")[-3:]) if path else label

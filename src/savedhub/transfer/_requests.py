@@ -1,4 +1,4 @@
-"""Requests to a server: one client setup, retries with backoff, httpx errors translated.
+"""Requests to a server: one client setup, retries with backoff, uploads, httpx errors translated.
 
 httpx exceptions are translated to :class:`~savedhub.errors.TransferError`
 here (and, for a body cut mid-stream, in :mod:`savedhub.transfer._download`).
@@ -10,6 +10,7 @@ import functools
 import logging
 import ssl
 import time
+from collections.abc import Iterable
 
 import httpx
 
@@ -39,15 +40,35 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
     return None
 
 
-def new_client() -> httpx.Client:
+def new_client(*, follow_redirects: bool = True, read_timeout: float | None = None) -> httpx.Client:
     """An httpx client with the configured timeout and certificate check, asking for
-    the body as stored (no transfer compression), following redirects."""
+    the body as stored (no transfer compression).
+
+    Args:
+        follow_redirects: follow redirects (downloads do; an upload or the
+            uncompressed format's 303 do not).
+        read_timeout: seconds to wait for an answer, when longer than the
+            configured timeout (a hub checks an upload before it answers).
+    """
     timeout = config.http_timeout()
     return httpx.Client(
-        follow_redirects=True,
+        follow_redirects=follow_redirects,
         verify=_ssl_context(config.verify_certificates()),
-        timeout=httpx.Timeout(timeout, connect=timeout),
+        timeout=httpx.Timeout(timeout, connect=timeout, read=max(timeout, read_timeout or 0)),
         headers={"Accept-Encoding": "identity", "User-Agent": "savedhub"},
+    )
+
+
+def _certificate_refused(exc: BaseException, url: str) -> TransferError | None:
+    """The error to raise when ``exc`` is a refused TLS certificate (never worth a retry)."""
+    bad_certificate = _certificate_error(exc)
+    if bad_certificate is None:
+        return None
+    return TransferError(
+        f"The TLS certificate of {url} could not be verified "
+        f"({bad_certificate.verify_message}). If you trust this server, add its CA "
+        "to SSL_CERT_FILE, or set TFHUB_DISABLE_CERT_VALIDATION=true to skip the check.",
+        url,
     )
 
 
@@ -82,9 +103,32 @@ def request_without_redirect(url: str) -> httpx.Response:
     Raises:
         TransferError: the server could not be reached or kept failing with 5xx.
     """
-    with new_client() as client:
-        client.follow_redirects = False
+    with new_client(follow_redirects=False) as client:
         return send_with_retries(client, "GET", url, {}, stream=False)
+
+
+def upload(
+    url: str, body: Iterable[bytes], headers: dict[str, str], *, read_timeout: float
+) -> httpx.Response:
+    """One PUT of a streamed ``body``, never retried: the body is consumed as it is
+    sent, and a retry of an upload the server did receive could only be refused.
+
+    Returns:
+        The server's answer, whatever its status.
+
+    Raises:
+        TransferError: the server could not be reached, or the connection failed.
+    """
+    with new_client(follow_redirects=False, read_timeout=read_timeout) as client:
+        try:
+            return client.put(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            refused = _certificate_refused(exc, url)
+            raise refused or TransferError(
+                f"Could not send to {url} ({describe(exc)}). Check that the server is "
+                "running and the URL is right.",
+                url,
+            ) from exc
 
 
 def send_with_retries(
@@ -105,15 +149,9 @@ def send_with_retries(
             request = client.build_request(method, url, headers=headers)
             response = client.send(request, stream=stream)
         except httpx.TransportError as exc:
-            bad_certificate = _certificate_error(exc)
-            if bad_certificate is not None:  # not transient: retrying cannot help
-                raise TransferError(
-                    f"The TLS certificate of {url} could not be verified "
-                    f"({bad_certificate.verify_message}). If you trust this server, add its CA "
-                    "to SSL_CERT_FILE, or set TFHUB_DISABLE_CERT_VALIDATION=true to skip the "
-                    "check.",
-                    url,
-                ) from exc
+            refused = _certificate_refused(exc, url)
+            if refused is not None:  # not transient: retrying cannot help
+                raise refused from exc
             last = describe(exc)
             logger.info(
                 "Request to %s failed (%s); attempt %d of %d", url, last, attempt + 1, retries + 1
