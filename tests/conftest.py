@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,6 +29,22 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from savedhub import config
 
     monkeypatch.setattr(config, "_mirrors_override", None)
+
+
+@pytest.fixture(params=["keras3", "tf_keras"])
+def kr(request: pytest.FixtureRequest) -> SimpleNamespace:
+    """The Keras under test (``kr.keras``) and its KerasLayer (``kr.KerasLayer``)."""
+    if request.param == "keras3":
+        import keras
+
+        from savedhub.keras_layer import Keras3Layer
+
+        return SimpleNamespace(name="keras3", keras=keras, KerasLayer=Keras3Layer)
+    import tf_keras
+
+    from savedhub.keras_layer import TFKerasLayer
+
+    return SimpleNamespace(name="tf_keras", keras=tf_keras, KerasLayer=TFKerasLayer)
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +118,45 @@ def minilm_path(model_root: Path, minilm_source: str) -> str:
     from savedhub.convert import convert
 
     return _build(model_root, "all-minilm-l6-v2", lambda out: convert(minilm_source, out))
+
+
+@pytest.fixture(scope="session")
+def token_id_path(model_root: Path) -> str:
+    """Token ids [batch, length] int32 (0 pads) -> [batch, 8]."""
+    return _build(model_root, "token_id_embedding", models.save_token_id_embedding)
+
+
+@pytest.fixture(scope="session")
+def image_feature_vector_path(model_root: Path) -> str:
+    """Images [b, 16, 16, 3] -> [b, 12]; batch_norm_momentum argument, BN statistics, L2 loss."""
+    return _build(model_root, "image_feature_vector", models.save_image_feature_vector)
+
+
+@pytest.fixture(scope="session")
+def image_classifier_path(model_root: Path) -> str:
+    """Images [b, 16, 16, 3] -> logits [b, 5]; otherwise as the feature vector."""
+    return _build(model_root, "image_classifier", models.save_image_classifier)
+
+
+@pytest.fixture(scope="session")
+def sentence_encoder_path(model_root: Path) -> str:
+    """USE-style: strings [b] -> unit vectors [b, 16]; no training argument."""
+    return _build(model_root, "sentence_encoder", models.save_sentence_encoder)
+
+
+@pytest.fixture(scope="session")
+def bert_preprocessor_path(model_root: Path) -> str:
+    """BERT preprocessor: tokenize (-> ragged), bert_pack_inputs(seq_length=128), __call__."""
+    return _build(model_root, "bert_preprocessor", models.save_bert_preprocessor)
+
+
+@pytest.fixture(scope="session")
+def bert_encoder_path(model_root: Path) -> str:
+    """BERT encoder: packed dict -> pooled_output, sequence_output, encoder_outputs, default."""
+    return _build(model_root, "bert_encoder", models.save_bert_encoder)
+
+
+@pytest.fixture(scope="session")
+def bag_of_words_path(model_root: Path) -> str:
+    """Strings [b] -> tf.SparseTensor [b, 64] of hashed word counts."""
+    return _build(model_root, "bag_of_words", models.save_bag_of_words)

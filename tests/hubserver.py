@@ -49,14 +49,15 @@ def running_hub(
     log_dir: Path,
     tokens_file: Path | None = None,
     max_upload: int | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[RunningHub]:
-    """``savedhub serve ROOT`` until the block ends; waits until it answers."""
+    """``savedhub serve ROOT [extra_args]`` until the block ends; waits until it answers."""
     port = free_port()
     log = log_dir / f"hub-{port}.log"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     with open(log, "w") as out:
         process = subprocess.Popen(
-            serve_command(root, port, tokens_file, max_upload),
+            [*serve_command(root, port, tokens_file, max_upload), *extra_args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -71,7 +72,8 @@ def running_hub(
                     f"savedhub serve exited with {process.returncode}:\n{hub.output()}"
                 )
             try:
-                if httpx.get(f"{hub.url}/api/models", timeout=2).status_code == 200:
+                # Any answer means it is up (a hub with --allowed-hosts may answer 400 here).
+                if httpx.get(f"{hub.url}/api/models", timeout=2).status_code < 500:
                     break
             except httpx.TransportError:
                 pass

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 import savedhub as hub
-from savedhub.keras_layer import Keras3Layer, TFKerasLayer
+from pyrun import run_python as _run_python
+from savedhub.keras_layer import Keras3Layer
 
 SENTENCES = [
     "a great movie",
@@ -26,18 +23,6 @@ SENTENCES = [
     "the worst show",
 ]
 LABELS = np.array([1, 0, 1, 0, 1, 0, 1, 0] * 4, dtype="float32")
-
-
-@pytest.fixture(params=["keras3", "tf_keras"])
-def kr(request: pytest.FixtureRequest) -> SimpleNamespace:
-    """The Keras under test and its KerasLayer."""
-    if request.param == "keras3":
-        import keras
-
-        return SimpleNamespace(name="keras3", keras=keras, KerasLayer=Keras3Layer)
-    import tf_keras
-
-    return SimpleNamespace(name="tf_keras", keras=tf_keras, KerasLayer=TFKerasLayer)
 
 
 def texts(n: int = 32) -> tf.Tensor:
@@ -331,19 +316,6 @@ def test_keras3_model_export_serves_the_hub_layer(text_embedding_path: str, tmp_
     model.export(str(tmp_path / "served"), verbose=False)
     served = tf.saved_model.load(str(tmp_path / "served"))
     np.testing.assert_allclose(served.serve(texts(4)).numpy(), expected, rtol=1e-5)
-
-
-def _run_python(code: str, env: dict[str, str] | None = None) -> str:
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 def test_legacy_keras_switch_makes_kerasLayer_a_tf_keras_layer(my_mul_path: str) -> None:

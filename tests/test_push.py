@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from savedhub._wire import ArchiveRecord, VersionRecord
 from savedhub.errors import PublishError, TransferError
 from savedhub.publish.push import push
 
@@ -29,7 +30,7 @@ class _Hub(BaseHTTPRequestHandler):
         self.seen.append(dict(self.headers))
         status, reply = self.answer or (
             201,
-            {"url": "the-model-url", "metadata": {"archive": {"sha256": _sha(body)}}},
+            {"url": "the-model-url", "metadata": _record(_sha(body), len(body))},
         )
         data = json.dumps(reply).encode()
         self.send_response(status)
@@ -40,6 +41,12 @@ class _Hub(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def _record(sha256: str, size: int) -> dict[str, object]:
+    """The version record a hub answers with after it stored an archive of that digest."""
+    archive = ArchiveRecord("model.tar.gz", sha256, size)
+    return VersionRecord("acme", "mul", "1", archive).to_json()
 
 
 def _sha(data: bytes) -> str:
@@ -93,7 +100,7 @@ def test_a_refusal_carries_the_hubs_findings(hub: str, archive: Path) -> None:
 
 
 def test_a_damaged_upload_is_an_integrity_error(hub: str, archive: Path) -> None:
-    _Hub.answer = (201, {"metadata": {"archive": {"sha256": "0" * 64}}})
+    _Hub.answer = (201, {"metadata": _record("0" * 64, len(ARCHIVE))})
     with pytest.raises(TransferError, match="damaged on the way"):
         push(archive, f"{hub}/acme/mul/1", token="t")
 

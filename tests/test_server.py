@@ -408,21 +408,6 @@ def test_json_api_lists_models_and_versions(hub: RunningHub, my_mul_archive: Pat
     assert "Models by jsonapi" in httpx.get(f"{hub.url}/jsonapi", headers=HTML).text
 
 
-def test_uncompressed_format_answers_303_with_the_folder(
-    hub: RunningHub, my_mul_archive: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    push(my_mul_archive, f"{hub.url}/acme/inplace/1", token=ALL)
-    answer = httpx.get(f"{hub.url}/acme/inplace/1?tf-hub-format=uncompressed")
-    assert answer.status_code == 303
-    folder = Path(answer.text)
-    assert (folder / "saved_model.pb").is_file() and hub.root in folder.parents
-    assert httpx.get(f"{hub.url}/acme/inplace/1?tf-hub-format=zip").status_code == 400
-
-    monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "UNCOMPRESSED")
-    assert savedhub.resolve(f"{hub.url}/acme/inplace/1") == str(folder)  # read in place
-    assert float(savedhub.load(f"{hub.url}/acme/inplace")(2.0)) == 4.0
-
-
 def test_model_page_shows_readme_signatures_and_snippet(
     hub: RunningHub, text_embedding_path: str, tmp_path: Path
 ) -> None:

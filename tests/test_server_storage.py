@@ -97,7 +97,8 @@ def test_only_tf_readable_storage_offers_in_place_folders(tmp_path: Path) -> Non
     local = LocalStorage(tmp_path)
     assert local.folder_url("a", "b", "1", "saved_model") is None  # not there
     (tmp_path / "a" / "b" / "1" / "saved_model").mkdir(parents=True)
-    assert local.folder_url("a", "b", "1", "saved_model") == str(tmp_path / "a/b/1/saved_model")
+    # Never the server's own path: the hub lists and serves the files itself instead.
+    assert local.folder_url("a", "b", "1", "saved_model") is None
 
 
 @pytest.fixture
@@ -110,7 +111,10 @@ def memory_hub() -> Iterator[tuple[str, FsspecStorage]]:
 
 
 def test_a_hub_on_fsspec_storage_publishes_and_serves(
-    memory_hub: tuple[str, FsspecStorage], my_mul_path: str, tmp_path: Path
+    memory_hub: tuple[str, FsspecStorage],
+    my_mul_path: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, storage = memory_hub
     archive = pack(my_mul_path, tmp_path / "mul.tar.gz")
@@ -124,8 +128,14 @@ def test_a_hub_on_fsspec_storage_publishes_and_serves(
     assert tail.status_code == 206 and tail.content == body.content[50:]
     assert float(savedhub.load(f"{url}/acme/mul")(1.5)) == 3.0
 
-    in_place = httpx.get(f"{url}/acme/mul/1?tf-hub-format=uncompressed")
-    assert in_place.status_code == 406 and "COMPRESSED" in in_place.json()["error"]
+    listing = httpx.get(f"{url}/acme/mul/1?tf-hub-format=uncompressed")
+    assert listing.status_code == 303 and listing.text == f"{url}/acme/mul/1/files"
+    files = {f["path"]: f for f in httpx.get(listing.text).json()["files"]}
+    assert "saved_model.pb" in files
+    served = httpx.get(files["saved_model.pb"]["url"]).content
+    assert len(served) == files["saved_model.pb"]["size"]
+    monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "UNCOMPRESSED")
+    assert float(savedhub.load(f"{url}/acme/mul/1")(2.0)) == 4.0
     with pytest.raises(PublishError) as again:
         push(archive.path, f"{url}/acme/mul/1", token="mem-token")
     assert again.value.status == 409

@@ -470,12 +470,34 @@ def _cache_rm(args: argparse.Namespace) -> int:
     arg("--port", type=int, default=8080, help="port to listen on (default 8080)"),
     arg("--tokens-file", metavar="FILE", help="publishing tokens, one a line (else uploads off)"),
     arg("--max-upload", type=_size, metavar="SIZE", help="largest upload (default 4GiB)"),
+    arg(
+        "--public-url",
+        metavar="URL",
+        help="the hub's URL for pages and redirects, e.g. https://models.example.org "
+        "(default: from each request's Host header, checked against --allowed-hosts)",
+    ),
+    arg(
+        "--allowed-hosts",
+        metavar="HOSTS",
+        type=lambda text: [h for h in text.split(",") if h.strip()],
+        help="comma-separated Host names to answer (name, name:port, or * for any); "
+        "others get 400 (default: the --host address, plus localhost when it is "
+        "loopback or 0.0.0.0)",
+    ),
 )
 def _serve(args: argparse.Namespace) -> int:
     from savedhub.server import serve
 
     options = {"max_upload_bytes": args.max_upload} if args.max_upload else {}
-    serve(args.root, args.host, args.port, args.tokens_file, **options)
+    serve(
+        args.root,
+        args.host,
+        args.port,
+        args.tokens_file,
+        public_url=args.public_url,
+        allowed_hosts=args.allowed_hosts,
+        **options,
+    )
     return EXIT_OK
 
 

@@ -27,6 +27,7 @@ knowing savedhub, so ``except FileNotFoundError`` keeps working::
     ├── UploadRejected (ValueError)          an upload is not a publishable model (HTTP 422)
     ├── InspectionFailed (RuntimeError)      the inspector could not read an uploaded model
     ├── VersionExistsError (FileExistsError) the version is already published
+    ├── MalformedRecordError (ValueError)    a version record (metadata.json) is not one we read
     └── StorageError (OSError)               the storage backend failed
 
 Every message names the handle, URL or path it is about and says the fix.
@@ -203,6 +204,10 @@ class InspectionFailed(SavedhubError, RuntimeError):
 
 class VersionExistsError(SavedhubError, FileExistsError):
     """The version is already published (versions are immutable)."""
+
+
+class MalformedRecordError(SavedhubError, ValueError):
+    """A version record lacks a required field or has one of the wrong type."""
 
 
 class StorageError(SavedhubError, OSError):

@@ -5,7 +5,9 @@ This is the lowest module that imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +18,11 @@ from savedhub.client import handles, ops
 from savedhub.client.handles import HandleKind
 from savedhub.client.resolver import resolve_handle
 from savedhub.errors import ModelNotFoundError, NotASavedModelError
+
+# Which handle and folder each object returned by load() came from, so that a
+# KerasLayer made from one of its functions (``obj.tokenize``) can name it in
+# its config and embed the folder in a .keras file.
+_LOADED_FROM: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
 
 
 def is_tf1_hub_module(path: str) -> bool:
@@ -84,4 +91,17 @@ def load(
     # The attribute tensorflow_hub sets, so code written for it (and our
     # KerasLayer) can tell a legacy module apart.
     obj._is_hub_module_v1 = tf1_module
+    with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced
+        _LOADED_FROM[obj] = (os.fspath(handle), path)
     return obj
+
+
+def function_origin(fn: object) -> tuple[Any, str, str, str] | None:
+    """``(object, handle, folder, attribute)`` when ``fn`` is a function
+    attribute of an object that ``load()`` returned (``load(handle).attribute``);
+    else None."""
+    for root, (handle, path) in list(_LOADED_FROM.items()):
+        for name, value in vars(root).items():
+            if value is fn and not name.startswith("_"):
+                return root, handle, path, name
+    return None

@@ -7,7 +7,9 @@
   beside it, when the server has one, is checked.
 * ``TFHUB_MODEL_LOAD_FORMAT=UNCOMPRESSED``: GET with
   ``?tf-hub-format=uncompressed`` answers 303 with the folder to read in place
-  (e.g. ``gs://...``); nothing is cached. If the hub cannot be reached, a
+  (e.g. ``gs://...``); nothing is cached. When the 303 names an http(s) URL
+  instead (a savedhub hub's file listing), the files are downloaded into the
+  cache (:mod:`savedhub.client.listed`). If the hub cannot be reached, a
   complete cached copy is used instead, with a warning.
 * A complete cache entry is used without any request (versions are
   immutable). ``SAVEDHUB_OFFLINE=1`` never touches the network.
@@ -34,6 +36,7 @@ from pathlib import Path
 from savedhub import archive, config
 from savedhub.cache import Cache, Installed, keys_for
 from savedhub.client.handles import Handle
+from savedhub.client.listed import fetch_listed
 from savedhub.errors import (
     CacheWarning,
     IntegrityError,
@@ -228,6 +231,13 @@ def _resolve_uncompressed(handle: Handle, cache: Cache) -> str:
             url,
             303,
         )
+    if folder.startswith(("http://", "https://")):
+        # A hub's own listing (TensorFlow cannot read http folders): download into the cache.
+        found = cache.find(handle)
+        if found is not None:
+            return str(found)
+        fetched = cache.install(handle, lambda work, _: fetch_listed(folder, work, handle.original))
+        return str(fetched)
     logger.info("%s is read in place from %s", handle.original, folder)
     return folder
 

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from savedhub.client.loading import load, resolve_for_loading
+from savedhub.client.loading import function_origin, load, resolve_for_loading
 from savedhub.errors import KerasLayerError
+from savedhub.keras_layer._recording import gradients_can_flow_into, tapes_paused
 
 # Endpoint that Keras 3's ``model.export()`` writes in place of ``__call__``.
 KERAS_EXPORT_ENDPOINT = "serve"
@@ -85,6 +86,59 @@ def as_tensor_input(inputs: Any) -> Any:
     return inputs
 
 
+def pop_batch_input_shape(layer_kwargs: dict[str, Any]) -> tuple[int | None, ...] | None:
+    """Take the legacy input-shape arguments out of Layer kwargs.
+
+    ``input_shape`` (with an optional ``batch_size``), ``input_dim`` or
+    ``batch_input_shape``, as tf_keras layers take them; returns the batch
+    shape they describe, or None when none was given.
+    """
+    input_shape = layer_kwargs.pop("input_shape", None)
+    input_dim = layer_kwargs.pop("input_dim", None)
+    batch_input_shape = layer_kwargs.pop("batch_input_shape", None)
+    batch_size = layer_kwargs.pop("batch_size", None)
+    given = [
+        name
+        for name, value in (
+            ("input_shape", input_shape),
+            ("input_dim", input_dim),
+            ("batch_input_shape", batch_input_shape),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise KerasLayerError(
+            f"KerasLayer got {' and '.join(given)}: pass only one of input_shape, input_dim "
+            "and batch_input_shape."
+        )
+    if batch_input_shape is not None:
+        if batch_size is not None:
+            raise KerasLayerError(
+                "KerasLayer got batch_size and batch_input_shape: the batch size is the first "
+                "entry of batch_input_shape, so pass only batch_input_shape."
+            )
+        return _shape_tuple(batch_input_shape, "batch_input_shape")
+    if input_dim is not None:
+        input_shape = (input_dim,)
+    if input_shape is None:
+        if batch_size is not None:
+            raise KerasLayerError("KerasLayer got batch_size without input_shape.")
+        return None
+    return (batch_size, *_shape_tuple(input_shape, "input_shape"))
+
+
+def _shape_tuple(shape: Any, name: str) -> tuple[int | None, ...]:
+    if isinstance(shape, tf.TensorShape):
+        shape = shape.as_list()
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    if not isinstance(shape, (list, tuple)) or not all(
+        d is None or isinstance(d, (int, np.integer)) for d in shape
+    ):
+        raise KerasLayerError(f"{name} must be a tuple of ints or None, got {shape!r}.")
+    return tuple(None if d is None else int(d) for d in shape)
+
+
 def traced_call(fn: Any) -> Any:
     """The restored function behind a callable: a restored object keeps its
     ``__call__`` (with its traces) as an instance attribute."""
@@ -121,6 +175,7 @@ class HubCallable:
         output_shape: Any,
         load_options: Any,
         tags: Sequence[str] | None,
+        loaded_attribute: str | None = None,
     ) -> None:
         if handle is None:
             raise KerasLayerError(
@@ -132,6 +187,12 @@ class HubCallable:
         self.output_shape = to_shapes(output_shape)
         # The folder the model was read from (None for an already loaded object).
         self.path: str | None = None
+        # For a function of a loaded object (``hub.load(url).tokenize``): the
+        # attribute's name, and the handle that object was loaded from.
+        self.loaded_attribute = loaded_attribute
+        self.origin_handle: str | None = None
+        # The object the function belongs to; it keeps the function's resources alive.
+        self.root: Any = None
         self.loaded = self._load(handle, load_options, tags)
         self.is_tf1_hub_module = bool(getattr(self.loaded, "_is_hub_module_v1", False))
 
@@ -145,6 +206,8 @@ class HubCallable:
         self._check_arguments(trainable)
         self.function, self.uses_signature = self._pick_function()
         self.takes_training = (not self.uses_signature) and accepts_training(self.function)
+        # Whether any variable can be fine-tuned; if not, the layer is always frozen.
+        self.fine_tunable = bool(self.variables()[0])
         if self.output_key is not None and not self.uses_signature and not self._returns_dict():
             raise KerasLayerError(
                 f"output_key={self.output_key!r} picks one output of a dict, but "
@@ -157,7 +220,20 @@ class HubCallable:
     def _load(self, handle: Any, load_options: Any, tags: Sequence[str] | None) -> Any:
         if isinstance(handle, (str, os.PathLike)):
             self.path = resolve_for_loading(handle)
-            return load(self.path, tags=tags, options=load_options)
+            loaded = load(self.path, tags=tags, options=load_options)
+            if self.loaded_attribute is None:
+                return loaded
+            self.root = loaded
+            function = getattr(loaded, self.loaded_attribute, None)
+            if not callable(function):
+                raise KerasLayerError(
+                    f"The model {_describe(handle)} has no function {self.loaded_attribute!r} "
+                    "(the layer's config names it as loaded_attribute)."
+                )
+            return function
+        origin = function_origin(handle)
+        if origin is not None:
+            self.root, self.origin_handle, self.path, self.loaded_attribute = origin
         if tags is not None or load_options is not None:
             raise KerasLayerError(
                 "tags and load_options only apply when KerasLayer loads the model itself; "
@@ -296,9 +372,19 @@ class HubCallable:
 
     # -- calling --------------------------------------------------------
 
-    def call(self, inputs: Any, training: Any) -> Any:
-        """Call the chosen function; ``training`` is a bool, a bool tensor, or None."""
+    def call(self, inputs: Any, training: Any, frozen: bool = False) -> Any:
+        """Call the chosen function; ``training`` is a bool, a bool tensor, or None.
+
+        ``frozen`` (the layer is not trainable) lets the call skip gradient
+        recording when no gradient can flow through it (see ``_recording``).
+        """
         inputs = as_tensor_input(inputs)
+        frozen = frozen or not self.fine_tunable
+        with tapes_paused(frozen and not gradients_can_flow_into(inputs)):
+            result = self._call_function(inputs, training)
+        return self._apply_output_shape(inputs, self._pick_output(result))
+
+    def _call_function(self, inputs: Any, training: Any) -> Any:
         kwargs = dict(self.arguments)
         if self.uses_signature:
             if isinstance(inputs, Mapping):
@@ -314,7 +400,7 @@ class HubCallable:
                 lambda: self.function(inputs, training=True, **kwargs),
                 lambda: self.function(inputs, training=False, **kwargs),
             )
-        return self._apply_output_shape(inputs, self._pick_output(result))
+        return result
 
     def _pick_output(self, result: Any) -> Any:
         if self.signature_outputs_as_dict:
@@ -365,7 +451,7 @@ class HubCallable:
 
     def config(self) -> dict[str, Any]:
         """The layer-specific part of get_config: everything needed to load it again."""
-        handle = self.handle
+        handle = self.origin_handle or self.handle
         if isinstance(handle, os.PathLike):
             handle = os.fspath(handle)
         if not isinstance(handle, str):
@@ -376,6 +462,8 @@ class HubCallable:
                 "get_config()."
             )
         config: dict[str, Any] = {"handle": handle}
+        if self.loaded_attribute is not None:
+            config["loaded_attribute"] = self.loaded_attribute
         if self.arguments:
             config["arguments"] = dict(self.arguments)
         # A TF1 Hub module's "default" signature and output are implied.

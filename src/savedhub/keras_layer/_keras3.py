@@ -7,7 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from savedhub.keras_layer._common import as_tensor_input
+from savedhub.keras_layer._common import as_tensor_input, pop_batch_input_shape
+from savedhub.keras_layer._keras3_tracing import trace_output_spec
 from savedhub.keras_layer._layer_base import HubLayerBase
 
 
@@ -42,15 +43,11 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
 
     def _setup_layer(self, trainable: bool, **kwargs: Any) -> None:
         spec = self._hub.input_spec()
-        # The dtype of non-float inputs (strings, token ids): Keras 3 builds a
-        # Sequential's Input with the first layer's compute_dtype.
+        # The dtype of non-float inputs (strings, token ids), for tracing.
         self._hub_input_dtype = (
             spec.dtype.name if spec is not None and not spec.dtype.is_floating else None
         )
-        if self._hub_input_dtype is not None:
-            # Like Keras' own string/int preprocessing layers: the layer's dtype
-            # is its input's, so no float autocasting touches it.
-            kwargs.setdefault("dtype", self._hub_input_dtype)
+        self._hub_batch_input_shape = pop_batch_input_shape(kwargs)
         keras.layers.Layer.__init__(self, trainable=trainable, **kwargs)
         trainable_vars, frozen_vars = self._hub.variables()
         # Keras variables that alias (not copy) the loaded tf.Variables.
@@ -59,6 +56,28 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         for variable in frozen_vars:
             self._track_existing(variable, trainable=False)
         self.built = True
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        """The batch input shape given by ``input_shape``/``input_dim``/``batch_input_shape``.
+
+        Keras 3's ``Sequential`` turns a first layer's ``input_shape`` into a
+        float32 ``InputLayer``, whatever the layer takes, so strings then fail
+        in ``fit`` ("Cast string to float"). This layer keeps the argument to
+        itself and offers this property instead, from which ``Sequential``
+        builds its Input with the layer's dtype (the SavedModel's input dtype).
+        """
+        if self._hub_batch_input_shape is None:
+            raise AttributeError(
+                "This KerasLayer was made without input_shape, input_dim or batch_input_shape."
+            )
+        return self._hub_batch_input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self._hub_batch_input_shape is not None:
+            config["batch_input_shape"] = list(self._hub_batch_input_shape)
+        return config
 
     def _track_existing(self, variable: tf.Variable, trainable: bool) -> None:
         wrapped = keras.Variable(
@@ -79,7 +98,7 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         # Like BatchNormalization: a frozen layer always runs in inference mode.
         if not self.trainable:
             training = False
-        return self._hub.call(inputs, training)
+        return self._hub.call(inputs, training, frozen=not self.trainable)
 
     def _get_own_losses(self) -> list[Any]:
         # The SavedModel's regularization losses count while the layer is
@@ -101,4 +120,4 @@ class KerasLayer(HubLayerBase, keras.layers.Layer):
         # with inputs of the dtype the SavedModel takes.
         if self._hub_input_dtype is not None and isinstance(inputs, keras.KerasTensor):
             inputs = keras.KerasTensor(inputs.shape, dtype=self._hub_input_dtype)
-        return keras.Operation.compute_output_spec(self, inputs, *args, **kwargs)
+        return trace_output_spec(self.call, inputs, *args, **kwargs)

@@ -48,6 +48,9 @@ class HubLayerBase:
         # Written by get_config: the fingerprint of the SavedModel that
         # save_assets embeds in a .keras file (see _keras_file).
         embedded = kwargs.pop("embedded_model", None)
+        # Written by get_config for a layer made from a function of a loaded
+        # object (``hub.KerasLayer(hub.load(url).tokenize)``): which function.
+        loaded_attribute = kwargs.pop("loaded_attribute", None)
         self._hub = self._open(
             handle,
             embedded,
@@ -59,11 +62,19 @@ class HubLayerBase:
             output_shape=output_shape,
             load_options=load_options,
             tags=tags,
+            loaded_attribute=loaded_attribute,
         )
+        spec = self._hub.input_spec()
+        if spec is not None:
+            # The layer's dtype is what the SavedModel takes (strings, token
+            # ids, float32), like Keras' own preprocessing layers: Sequential
+            # gives its Input that dtype, and no dtype policy (mixed_float16)
+            # casts the inputs into a dtype the traced function refuses.
+            kwargs.setdefault("dtype", spec.dtype.name)
         self._setup_layer(trainable, **kwargs)
         # A tracked attribute keeps the loaded object (its tables, assets and
         # functions) reachable when the containing model is exported.
-        self._hub_object = self._hub.loaded
+        self._hub_object = self._hub.loaded if self._hub.root is None else self._hub.root
 
     def _setup_layer(self, trainable: bool, **kwargs: Any) -> None:
         """Initialise the Keras Layer and track the model's weights and losses."""

@@ -44,7 +44,7 @@ class KerasLayer(HubLayerBase, tf_keras.layers.Layer):
             training = False
         elif training is None:
             training = tf_keras.backend.learning_phase()
-        return self._hub.call(inputs, training)
+        return self._hub.call(inputs, training, frozen=not self.trainable)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         shape = self._hub.output_shape_for(input_shape)

@@ -21,8 +21,14 @@ from typing import Any
 import httpx
 
 from savedhub import config
+from savedhub._wire import (
+    MalformedRecordError,
+    VersionRecord,
+    is_valid_version,
+    version_error,
+)
 from savedhub.client.handles import ARCHIVE_SUFFIXES
-from savedhub.errors import IntegrityError, InvalidHandleError, PublishError
+from savedhub.errors import IntegrityError, InvalidHandleError, PublishError, TransferError
 from savedhub.transfer import progress_bar, upload
 
 _CHUNK = 1 << 20
@@ -48,7 +54,8 @@ def upload_url(model_url: str) -> tuple[str, str]:
         ('http://hub:8080/api/models/acme/mul/1', 'http://hub:8080/acme/mul/1')
 
     Raises:
-        InvalidHandleError: the URL is not http(s) or has no publisher/model/version.
+        InvalidHandleError: the URL is not http(s), has no publisher/model/version, or
+            its version is not a positive integer.
     """
     parts = urllib.parse.urlsplit(model_url.strip())
     segments = [s for s in parts.path.split("/") if s]
@@ -61,6 +68,10 @@ def upload_url(model_url: str) -> tuple[str, str]:
             model_url,
         )
     prefix, (publisher, model, version) = segments[:-3], segments[-3:]
+    if not is_valid_version(version):
+        raise InvalidHandleError(
+            f"Cannot push to {model_url!r}: {version_error(version)}", model_url
+        )
     base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", "")).rstrip("/")
     root = "/".join([base, *prefix])
     return (
@@ -125,15 +136,22 @@ def _send(
     if response.status_code != 201:
         raise _refusal(response, model_url)
     body = response.json()
-    metadata = body.get("metadata", {})
-    server_sha = metadata.get("archive", {}).get("sha256")
+    try:
+        record = VersionRecord.from_json(body.get("metadata"))
+    except MalformedRecordError as exc:
+        raise TransferError(
+            f"{model_url} answered 201 but its record of the version is not one savedhub "
+            f"reads: {exc}. Is the URL a savedhub hub?",
+            model_url,
+        ) from exc
+    server_sha = record.sha256
     if server_sha != sha256:
         raise IntegrityError(
             f"{model_url} recorded SHA-256 {server_sha} but {archive} has {sha256}; the upload "
             "was damaged on the way. Ask the hub's operator to remove the version.",
             model_url,
         )
-    return PushResult(str(body.get("url", model_url)), sha256, size, metadata)
+    return PushResult(str(body.get("url", model_url)), sha256, size, record.to_json())
 
 
 def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> PushResult:

@@ -6,6 +6,9 @@ URLs (``P``/``M``/``V`` are publisher, model and version names)::
     GET  /P                                 the publisher's models
     GET  /P/M/V?tf-hub-format=compressed    the archive (Range, If-Range, ETag, Repr-Digest)
     GET  /P/M/V?tf-hub-format=uncompressed  303, body = the folder to read in place
+                                            (gs://... storage) or else /P/M/V/files
+    GET  /P/M/V/files                       the SavedModel's files: path, size, url (JSON)
+    GET  /P/M/V/files/PATH                  one of them (Range, If-None-Match)
     GET  /P/M/V                             model page (browsers) or metadata JSON
     GET  /P/M[?...]                         the latest version: a page, or a redirect
     GET  /api/models[?q=]                   every model, JSON
@@ -18,12 +21,16 @@ HEAD is answered wherever GET is.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
-from collections.abc import AsyncIterator
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -35,10 +42,17 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from savedhub import config
+from savedhub._wire import VersionRecord, is_valid_version, version_error
 from savedhub.server import pages
 from savedhub.server import storage as layout
 from savedhub.server.auth import load_rules
-from savedhub.server.catalog import Catalog, ModelSummary, Version
+from savedhub.server.catalog import Catalog, ModelSummary
+from savedhub.server.middleware import (
+    LOOPBACK_HOSTS,
+    HostCheck,
+    StandardHeaders,
+    public_base_url,
+)
 from savedhub.server.names import is_valid_name
 from savedhub.server.responses import RangeFileResponse, digest_headers
 from savedhub.server.state import Hub, base_url, hub_of, model_url, wants_html
@@ -47,6 +61,7 @@ from savedhub.server.uploads import upload
 
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 2**30
 _FORMAT = "tf-hub-format"
+_FILES = "files"
 
 
 # READMEs are rendered without raw HTML already; the policy is a second line of defence
@@ -54,7 +69,6 @@ _FORMAT = "tf-hub-format"
 _PAGE_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src * data:; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
 }
 
@@ -99,11 +113,11 @@ def _summary_json(request: Request, summary: ModelSummary) -> dict[str, Any]:
     }
 
 
-def _version_json(request: Request, version: Version) -> dict[str, Any]:
+def _version_json(request: Request, version: VersionRecord) -> dict[str, Any]:
     return {
         "version": version.version,
         "url": model_url(request, version.publisher, version.model, version.version),
-        "metadata": version.metadata,
+        "metadata": version.to_json(),
     }
 
 
@@ -114,7 +128,9 @@ async def front_page(request: Request) -> Response:
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
     empty = not summaries and not query
-    return _page(pages.render_index(summaries, query, base_url(request), empty=empty))
+    # Off the event loop, like every page: its cost grows with the number of models.
+    render = functools.partial(pages.render_index, empty=empty)
+    return _page(await run_in_threadpool(render, summaries, query, base_url(request)))
 
 
 async def publisher_page(request: Request) -> Response:
@@ -127,7 +143,8 @@ async def publisher_page(request: Request) -> Response:
         return await _not_found(request, publisher)
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
-    return _page(pages.render_index(summaries, "", base_url(request), publisher=publisher))
+    render = functools.partial(pages.render_index, publisher=publisher)
+    return _page(await run_in_threadpool(render, summaries, "", base_url(request)))
 
 
 async def api_models(request: Request) -> Response:
@@ -159,17 +176,23 @@ async def api_model(request: Request) -> Response:
     return JSONResponse(body) if body else await _not_found(request, publisher, model)
 
 
+def _bad_version(request: Request, version: str) -> Response | None:
+    """400 for a version that is not a positive integer (the hosting protocol's versions)."""
+    if is_valid_version(version):
+        return None
+    return _error(request, 400, f"The {version_error(version)}")
+
+
 async def api_version(request: Request) -> Response:
     if request.method == "PUT":
         return await upload(request)
-    p, m, v = (request.path_params[k] for k in ("publisher", "model", "version"))
-    record = await run_in_threadpool(hub_of(request).catalog.get, p, m, v)
-    if record is None:
-        return await _not_found(request, p, m, v)
+    record = await _published(request)
+    if isinstance(record, Response):
+        return record
     return JSONResponse(_version_json(request, record))
 
 
-def _archive_response(request: Request, version: Version) -> Response:
+def _archive_response(request: Request, version: VersionRecord) -> Response:
     storage = hub_of(request).storage
     names = (version.publisher, version.model, version.version)
     headers = {
@@ -184,22 +207,18 @@ def _archive_response(request: Request, version: Version) -> Response:
     )
 
 
-async def _serve_version(request: Request, version: Version) -> Response:
+async def _serve_version(request: Request, version: VersionRecord) -> Response:
     fmt = request.query_params.get(_FORMAT)
     if fmt == "compressed":
         return _archive_response(request, version)
     if fmt == "uncompressed":
+        # Object storage TensorFlow reads itself (gs://, s3://) is named as the folder to
+        # read in place, as tfhub.dev did; otherwise the hub's own listing of the files.
         names = (version.publisher, version.model, version.version)
-        folder = await run_in_threadpool(hub_of(request).storage.folder_url, *names, layout.FOLDER)
-        if folder is None:
-            return _error(
-                request,
-                406,
-                f"{version.name} cannot be read in place from this hub's "
-                "storage; download the archive instead (unset TFHUB_MODEL_LOAD_FORMAT "
-                "or set it to COMPRESSED).",
-            )
-        return PlainTextResponse(folder, status_code=303, headers={"location": folder})
+        storage = hub_of(request).storage
+        folder = await run_in_threadpool(storage.folder_url, *names, layout.FOLDER)
+        target = folder or _listing_url(request, version)
+        return PlainTextResponse(target, status_code=303, headers={"location": target})
     if fmt is not None:
         return _error(
             request,
@@ -207,20 +226,76 @@ async def _serve_version(request: Request, version: Version) -> Response:
             f"Unknown {_FORMAT}={fmt!r} for {version.name}; use compressed or uncompressed.",
         )
     if wants_html(request):
-        catalog = hub_of(request).catalog
-        versions = await run_in_threadpool(catalog.versions, version.publisher, version.model)
-        readme = await run_in_threadpool(catalog.readme, version)
-        return _page(pages.render_model(version, versions, readme, base_url(request)))
+        # In a worker thread: a first view renders the README, which takes time.
+        html = await run_in_threadpool(_model_page, hub_of(request), version, base_url(request))
+        return _page(html)
     return JSONResponse(_version_json(request, version))
 
 
+def _model_page(hub: Hub, version: VersionRecord, base: str) -> str:
+    versions = hub.catalog.versions(version.publisher, version.model)
+    readme = hub.readmes.get(version.name, lambda: hub.catalog.readme(version))
+    return pages.render_model(version, versions, readme, base)
+
+
 async def version_route(request: Request) -> Response:
+    record = await _published(request)
+    if isinstance(record, Response):
+        return record
+    return await _serve_version(request, record)
+
+
+async def _published(request: Request) -> VersionRecord | Response:
+    """The version the path names, or the 400/404 answer saying why there is none."""
     p, m, v = (request.path_params[k] for k in ("publisher", "model", "version"))
+    if (refusal := _bad_version(request, v)) is not None:
+        return refusal
     catalog = hub_of(request).catalog
     record = catalog.cached(p, m, v) or await run_in_threadpool(catalog.get, p, m, v)
-    if record is None:
-        return await _not_found(request, p, m, v)
-    return await _serve_version(request, record)
+    return record if record is not None else await _not_found(request, p, m, v)
+
+
+def _listing_url(request: Request, version: VersionRecord) -> str:
+    return f"{model_url(request, version.publisher, version.model, version.version)}/{_FILES}"
+
+
+async def files_listing(request: Request) -> Response:
+    """The files of a version's SavedModel folder, each with the URL that serves it:
+    where ``?tf-hub-format=uncompressed`` sends clients when storage is local."""
+    record = await _published(request)
+    if isinstance(record, Response):
+        return record
+    files = await run_in_threadpool(hub_of(request).catalog.files, record)
+    base = _listing_url(request, record)
+    listed = [
+        {"path": path, "size": size, "url": f"{base}/{urllib.parse.quote(path)}"}
+        for path, size in files.items()
+    ]
+    return JSONResponse({"name": record.name, "files": listed})
+
+
+async def folder_file(request: Request) -> Response:
+    """One file of a version's SavedModel folder (Range, If-None-Match as for archives)."""
+    record = await _published(request)
+    if isinstance(record, Response):
+        return record
+    hub = hub_of(request)
+    path = request.path_params["path"]
+    size = (await run_in_threadpool(hub.catalog.files, record)).get(path)
+    if size is None:
+        listing = _listing_url(request, record)
+        return _error(request, 404, f"{record.name} has no file {path!r}; see {listing}")
+    names = (record.publisher, record.model, record.version, layout.FOLDER)
+    # Strong: versions are immutable, so the archive's digest and the path fix the bytes.
+    tag = hashlib.sha256(f"{record.sha256}/{path}".encode()).hexdigest()[:40]
+    headers = {
+        "etag": f'"{tag}"',
+        "content-type": "application/octet-stream",
+        "cache-control": "public, max-age=31536000, immutable",
+    }
+    return RangeFileResponse(  # type: ignore[return-value]
+        lambda: hub.storage.open_in(path, *names), size, headers
+    )
 
 
 async def model_route(request: Request) -> Response:
@@ -230,9 +305,9 @@ async def model_route(request: Request) -> Response:
         return await _not_found(request, p, m)
     if request.query_params.get(_FORMAT) == "compressed":
         # Redirect rather than answer here, so clients cache the archive under its version.
-        # (The uncompressed answer is a 303 to the latest folder itself: nothing is cached.)
-        target = request.url.replace(path=f"{request.url.path.rstrip('/')}/{latest.version}")
-        return RedirectResponse(str(target), status_code=302)
+        # (The uncompressed answer is the latest version's own 303, to its folder or listing.)
+        target = f"{model_url(request, p, m, latest.version)}?{request.url.query}"
+        return RedirectResponse(target, status_code=302)
     return await _serve_version(request, latest)
 
 
@@ -247,6 +322,8 @@ def create_app(
     tokens: Any = None,
     tokens_file: str | os.PathLike[str] | None = None,
     max_upload_bytes: int | None = None,
+    public_url: str | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> Starlette:
     """The hub as an ASGI application serving the models under ``root``.
 
@@ -256,6 +333,14 @@ def create_app(
             publishers it may publish as. With no tokens at all uploads are off.
         tokens_file: a file of tokens (format in :mod:`savedhub.server.auth`).
         max_upload_bytes: the largest archive accepted (default 4 GiB).
+        public_url: the base URL pages, redirects and answers use (``https://HOST``);
+            without it they are built from the request's ``Host`` header.
+        allowed_hosts: the ``Host`` values answered (names, ``name:port``, or ``*``);
+            others get 400. Default: the loopback names when ``public_url`` is not
+            set (``savedhub serve`` passes the address it binds), else any.
+
+    Raises:
+        ValueError: ``public_url`` is not ``http(s)://host[:port]``.
 
     Example:
         >>> app = create_app("/srv/hub", tokens=["s3cr3t"])  # uvicorn.run(app)
@@ -266,7 +351,10 @@ def create_app(
         catalog=Catalog(store),
         rules=load_rules(tokens, tokens_file, config.serve_tokens()),
         max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+        public_url=public_base_url(public_url) if public_url else None,
     )
+    if allowed_hosts is None:
+        allowed_hosts = ["*"] if public_url else LOOPBACK_HOSTS
     read = ["GET", "HEAD"]
     routes = [
         Route("/", front_page, methods=read),
@@ -277,6 +365,12 @@ def create_app(
         Route("/{publisher}", publisher_page, methods=read),
         Route("/{publisher}/{model}", model_route, methods=read),
         Route("/{publisher}/{model}/{version}", version_route, methods=read),
+        Route(f"/{{publisher}}/{{model}}/{{version}}/{_FILES}", files_listing, methods=read),
+        Route(
+            f"/{{publisher}}/{{model}}/{{version}}/{_FILES}/{{path:path}}",
+            folder_file,
+            methods=read,
+        ),
     ]
 
     @contextlib.asynccontextmanager
@@ -284,6 +378,7 @@ def create_app(
         yield
         await run_in_threadpool(hub.inspector.close)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(StandardHeaders), Middleware(HostCheck, allowed=allowed_hosts)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.hub = hub
     return app

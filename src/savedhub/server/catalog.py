@@ -8,14 +8,17 @@ published by another server in front of the same storage appear at once.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
 
+from savedhub._wire import VersionRecord, is_valid_version
 from savedhub.server import storage as layout
 from savedhub.server.names import is_valid_name, latest, version_key
+from savedhub.server.readme import MAX_README_BYTES, StoredReadme
 from savedhub.server.storage import Storage
 
+logger = logging.getLogger("savedhub")
 _LISTED = 20
 PUBLISH_HINT = (
     "Publish a model with: savedhub push ./my_model http://HOST/PUBLISHER/MODEL/1 --token TOKEN "
@@ -29,39 +32,13 @@ def _shown(names: list[str]) -> str:
 
 
 @dataclass(frozen=True)
-class Version:
-    """One published version and its ``metadata.json``."""
-
-    publisher: str
-    model: str
-    version: str
-    metadata: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return f"{self.publisher}/{self.model}/{self.version}"
-
-    @property
-    def sha256(self) -> str:
-        return str(self.metadata["archive"]["sha256"])
-
-    @property
-    def archive_size(self) -> int:
-        return int(self.metadata["archive"]["size"])
-
-    @property
-    def created(self) -> str:
-        return str(self.metadata.get("created", ""))
-
-
-@dataclass(frozen=True)
 class ModelSummary:
     """A model with its versions (natural order, oldest first) and the latest one."""
 
     publisher: str
     model: str
     versions: list[str]
-    latest: Version
+    latest: VersionRecord
 
     @property
     def name(self) -> str:
@@ -73,7 +50,8 @@ class Catalog:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._metadata: dict[tuple[str, str, str], Version] = {}
+        self._metadata: dict[tuple[str, str, str], VersionRecord] = {}
+        self._files: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
     def publishers(self) -> list[str]:
@@ -83,21 +61,22 @@ class Catalog:
         return [m for m in self.storage.list_dirs(publisher) if self.versions(publisher, m)]
 
     def versions(self, publisher: str, model: str) -> list[str]:
-        """Published versions of a model, oldest first."""
+        """Published versions of a model, oldest first (folders not named by a
+        positive integer are not versions and are left out)."""
         found = [
             v
             for v in self.storage.list_dirs(publisher, model)
-            if self.get(publisher, model, v) is not None
+            if is_valid_version(v) and self.get(publisher, model, v) is not None
         ]
         return sorted(found, key=version_key)
 
-    def cached(self, publisher: str, model: str, version: str) -> Version | None:
+    def cached(self, publisher: str, model: str, version: str) -> VersionRecord | None:
         """A version already read, without touching storage (safe on the event loop)."""
         return self._metadata.get((publisher, model, version))
 
-    def get(self, publisher: str, model: str, version: str) -> Version | None:
+    def get(self, publisher: str, model: str, version: str) -> VersionRecord | None:
         """A published version, or None (also for names that are not valid)."""
-        if not all(is_valid_name(n) for n in (publisher, model, version)):
+        if not (is_valid_name(publisher) and is_valid_name(model) and is_valid_version(version)):
             return None
         key = (publisher, model, version)
         cached = self._metadata.get(key)
@@ -106,24 +85,44 @@ class Catalog:
         raw = self.storage.read_bytes(publisher, model, version, layout.METADATA)
         if raw is None:
             return None
-        record = Version(publisher, model, version, json.loads(raw))
+        try:
+            record = VersionRecord.from_json(json.loads(raw))
+        except ValueError as exc:  # also JSON that does not parse
+            logger.warning("ignoring %s/%s/%s: its %s is %s", *key, layout.METADATA, exc)
+            return None
+        if (record.publisher, record.model, record.version) != key:
+            logger.warning("ignoring %s/%s/%s: its %s names %s", *key, layout.METADATA, record.name)
+            return None
         with self._lock:
             self._metadata[key] = record
         return record
 
-    def latest(self, publisher: str, model: str) -> Version | None:
+    def latest(self, publisher: str, model: str) -> VersionRecord | None:
         if not (is_valid_name(publisher) and is_valid_name(model)):
             return None
         newest = latest(self.versions(publisher, model))
         return self.get(publisher, model, newest) if newest else None
 
-    def readme(self, version: Version) -> str | None:
-        if not version.metadata.get("readme"):
+    def files(self, version: VersionRecord) -> dict[str, int]:
+        """The files of a version's SavedModel folder (relative path -> size), read once."""
+        cached = self._files.get(version.name)
+        if cached is None:
+            names = (version.publisher, version.model, version.version, layout.FOLDER)
+            cached = dict(self.storage.list_files(*names))
+            with self._lock:
+                self._files[version.name] = cached
+        return cached
+
+    def readme(self, version: VersionRecord) -> StoredReadme | None:
+        """The start of a version's README (what a page may show) and its size, or None."""
+        if not version.readme:
             return None
-        raw = self.storage.read_bytes(
-            version.publisher, version.model, version.version, layout.README
-        )
-        return raw.decode("utf-8", errors="replace") if raw is not None else None
+        parts = (version.publisher, version.model, version.version, layout.README)
+        size = self.storage.size(*parts)
+        if size is None:
+            return None
+        with self.storage.open(*parts) as f:
+            return StoredReadme(f.read(MAX_README_BYTES), size)
 
     def summaries(self, query: str = "", publisher: str | None = None) -> list[ModelSummary]:
         """Every model (of one publisher, if given) whose ``publisher/model`` name

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 
+from savedhub._wire import is_valid_version, version_error
 from savedhub.errors import InvalidNameError as InvalidNameError  # re-exported
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # First path segments the server routes itself; a publisher of that name would be unreachable.
 RESERVED_PUBLISHERS = frozenset({"api", "static", "favicon.ico", "robots.txt", "healthz"})
-_NATURAL = re.compile(r"(\d+)")
 
 
 def is_valid_name(name: str) -> bool:
@@ -34,6 +34,8 @@ def check_name(kind: str, name: str) -> str:
     Raises:
         InvalidNameError: the name could escape the storage root or is reserved.
     """
+    if kind == "version":
+        return check_version(name)
     if not is_valid_name(name):
         raise InvalidNameError(
             f"{kind} name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
@@ -46,13 +48,28 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key that orders versions naturally: ``2 < 10``, ``1.2 < 1.10``."""
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part) for part in _NATURAL.split(version) if part
-    )
+def check_version(version: str) -> str:
+    """Return ``version`` if it is a positive integer, else raise.
+
+    Raises:
+        InvalidNameError: anything else (``v1``, ``1.0``, ``01``, ``0``).
+    """
+    if not is_valid_version(version):
+        raise InvalidNameError(version_error(version))
+    return version
+
+
+def version_key(version: str) -> int:
+    """Sort key of a valid version: its number (``2 < 10``)."""
+    return int(version)
 
 
 def latest(versions: list[str]) -> str | None:
-    """The highest version by natural order, or None for an empty list."""
-    return max(versions, key=version_key) if versions else None
+    """The highest valid version, or None when there is none (other names are ignored).
+
+    Example:
+        >>> latest(["1", "2", "10", "v1"])
+        '10'
+    """
+    valid = [v for v in versions if is_valid_version(v)]
+    return max(valid, key=version_key) if valid else None

@@ -1,12 +1,14 @@
 """The hub's HTML: server-rendered Jinja2 templates (autoescaped) and one stylesheet.
 
-README files are rendered with markdown-it in CommonMark mode with raw HTML
-turned off, so a README can format text and link, but never inject markup or
-script; ``javascript:``-style links are refused by markdown-it's link check.
+README files are rendered by :mod:`savedhub.server.readme` (markdown-it in
+CommonMark mode with raw HTML turned off, so a README can format text and link,
+but never inject markup or script; ``javascript:``-style links are refused by
+markdown-it's link check), within size limits, once per version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
@@ -16,8 +18,10 @@ from typing import Any
 import jinja2
 
 from savedhub._io.units import human_size
-from savedhub.server.catalog import ModelSummary, Version
+from savedhub._wire import VersionRecord
+from savedhub.server.catalog import ModelSummary
 from savedhub.server.names import latest as latest_version
+from savedhub.server.readme import ShownReadme, render_inline
 
 _HERE = Path(__file__).parent
 STYLESHEET = (_HERE / "static" / "style.css").read_text()
@@ -31,23 +35,6 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-
-
-@lru_cache(maxsize=1)
-def _markdown() -> Any:
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough")
-
-
-def render_markdown(text: str) -> str:
-    """Safe HTML for a README (raw HTML in the source is shown as text)."""
-    return str(_markdown().render(text))
-
-
-def render_inline(text: str) -> str:
-    """Safe HTML for one line of Markdown (a model's summary on its card)."""
-    return str(_markdown().renderInline(text))
 
 
 @dataclass(frozen=True)
@@ -82,9 +69,9 @@ def _tensor_rows(specs: Any) -> list[TensorRow]:
     ]
 
 
-def signature_views(metadata: dict[str, Any]) -> list[SignatureView]:
-    """The signatures recorded in a version's metadata, ready for the page."""
-    signatures = metadata.get("info", {}).get("signatures") or {}
+def signature_views(info: Mapping[str, Any]) -> list[SignatureView]:
+    """The signatures in a version's description, ready for the page."""
+    signatures = info.get("signatures") or {}
     if isinstance(signatures, dict):
         items = sorted(signatures.items())
     else:
@@ -100,11 +87,11 @@ def _when(created: str) -> str:
     return created[:16].replace("T", " ") + (" UTC" if created.endswith("+00:00") else "")
 
 
-def _facts(version: Version) -> list[tuple[str, str]]:
-    info = version.metadata.get("info", {})
+def _facts(version: VersionRecord) -> list[tuple[str, str]]:
+    info = version.info
     facts = [("Version", version.version), ("Published", _when(version.created))]
-    if version.metadata.get("format_name"):
-        facts.append(("Format", str(version.metadata["format_name"])))
+    if version.format_name:
+        facts.append(("Format", version.format_name))
     if "variables" in info:
         trainable = info.get("trainable_variables")
         extra = f" ({trainable:,} trainable)" if trainable is not None else ""
@@ -112,7 +99,7 @@ def _facts(version: Version) -> list[tuple[str, str]]:
     if "variable_bytes" in info:
         facts.append(("Variable size", human_size(float(info["variable_bytes"]))))
     facts.append(("Archive", human_size(version.archive_size)))
-    facts.append(("Unpacked", human_size(float(version.metadata.get("extracted_size", 0)))))
+    facts.append(("Unpacked", human_size(float(version.extracted_size))))
     return facts
 
 
@@ -121,7 +108,7 @@ class _Card:
     publisher: str
     model: str
     versions: list[str]
-    latest: Version
+    latest: VersionRecord
     size: str
     summary: str
 
@@ -137,7 +124,7 @@ def render_index(
     """The front page (or one publisher's page): models grouped by publisher."""
     groups: dict[str, list[_Card]] = {}
     for s in summaries:
-        summary = render_inline(str(s.latest.metadata.get("summary", "")))
+        summary = render_inline(s.latest.summary)
         groups.setdefault(s.publisher, []).append(
             _Card(
                 s.publisher,
@@ -163,7 +150,9 @@ def render_index(
     )
 
 
-def render_model(version: Version, versions: list[str], readme: str | None, base_url: str) -> str:
+def render_model(
+    version: VersionRecord, versions: list[str], readme: ShownReadme | None, base_url: str
+) -> str:
     """A model's page, for one of its versions."""
     url = f"{base_url}/{version.publisher}/{version.model}/{version.version}"
     return (
@@ -175,8 +164,9 @@ def render_model(version: Version, versions: list[str], readme: str | None, base
             url=url,
             versions=versions,
             latest=latest_version(versions),
-            readme_html=render_markdown(readme) if readme else "",
-            signatures=signature_views(version.metadata),
+            readme_html=readme.html if readme else "",
+            readme_note=readme.note if readme else "",
+            signatures=signature_views(version.info),
             facts=_facts(version),
         )
     )

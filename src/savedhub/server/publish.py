@@ -20,13 +20,14 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from savedhub._savedmodel.folder import refusal
+from savedhub._wire import ArchiveRecord, RecordedFinding, VersionRecord
 from savedhub.errors import InspectionFailed
 from savedhub.errors import UploadRejected as UploadRejected  # re-exported
 from savedhub.server import storage as layout
 from savedhub.server.inspector import Inspector
+from savedhub.server.readme import read_head, readme_warnings
 
 logger = logging.getLogger("savedhub")
 
@@ -72,8 +73,8 @@ def build_version(
     model: str,
     version: str,
     inspector: Inspector,
-) -> dict[str, Any]:
-    """Fill ``staging`` with the layout of one version and return its metadata.
+) -> VersionRecord:
+    """Fill ``staging`` with the layout of one version and return its record.
 
     Raises:
         UploadRejected: the archive is unsafe, holds no SavedModel, does not parse,
@@ -107,26 +108,27 @@ def build_version(
     shutil.move(received.path, staging / layout.ARCHIVE)
     (staging / layout.DIGEST).write_text(f"{received.sha256}  {layout.ARCHIVE}\n")
     readme = folder / layout.README
-    if readme.is_file():
+    shown = read_head(readme) if readme.is_file() else None
+    if shown is not None:
         shutil.copyfile(readme, staging / layout.README)
+        findings = [*findings, *readme_warnings(shown)]
     file_count, extracted_bytes = _folder_size(folder)
-    metadata = {
-        "publisher": publisher,
-        "model": model,
-        "version": version,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "archive": {"file": layout.ARCHIVE, "sha256": received.sha256, "size": received.size},
-        "files": file_count,
-        "extracted_size": extracted_bytes,
-        "readme": readme.is_file(),
-        "summary": readme_summary(readme.read_text("utf-8", "replace")) if readme.is_file() else "",
-        "warnings": findings,
-        "info": described,
-        "format_name": described.pop("format_name"),
-    }
-    (staging / layout.METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    record = VersionRecord.described(
+        described,
+        publisher=publisher,
+        model=model,
+        version=version,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        archive=ArchiveRecord(layout.ARCHIVE, received.sha256, received.size),
+        files=file_count,
+        extracted_size=extracted_bytes,
+        readme=shown is not None,
+        summary=readme_summary(shown.head.decode("utf-8", "replace")) if shown else "",
+        warnings=tuple(RecordedFinding(f["severity"], f["code"], f["message"]) for f in findings),
+    )
+    (staging / layout.METADATA).write_text(json.dumps(record.to_json(), indent=2, sort_keys=True))
     logger.info("prepared %s (%d bytes, sha256 %s)", name, received.size, received.sha256)
-    return metadata
+    return record
 
 
 def discard(path: Path) -> None:

@@ -9,20 +9,30 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from savedhub.server.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+from savedhub.server.middleware import hosts_for_bind
 
 logger = logging.getLogger("savedhub")
 
 
-def startup_message(app: object, host: str, port: int) -> str:
+def startup_message(
+    app: object, host: str, port: int, allowed_hosts: Sequence[str] | None = None
+) -> str:
     """What the operator sees first: where the hub is, what it holds, how to publish."""
     hub = app.state.hub  # type: ignore[attr-defined]
-    base = f"http://{host}:{port}"
+    base = hub.public_url or f"http://{host}:{port}"
     summaries = hub.catalog.summaries()
     lines = [f"savedhub serving {hub.storage.description} at {base}/"]
+    if hub.public_url:
+        lines.append(f"Listening on {host}:{port}; pages and redirects use {hub.public_url}.")
+    if allowed_hosts is not None and "*" not in allowed_hosts:
+        lines.append(
+            f"Answering requests for Host {', '.join(allowed_hosts)} "
+            "(others get 400; change with --allowed-hosts or --public-url)."
+        )
     if summaries:
         lines.append(f"{len(summaries)} model(s), e.g. {base}/{summaries[0].name}")
     else:
@@ -42,8 +52,14 @@ def serve(
     tokens_file: str | os.PathLike[str] | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     log_level: str = "info",
+    public_url: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> None:
     """Serve the models under ``root`` until interrupted.
+
+    ``public_url`` and ``allowed_hosts`` are as in :func:`~savedhub.server.create_app`;
+    without either, the hub answers to the address it binds (see
+    :func:`~savedhub.server.middleware.hosts_for_bind`).
 
     Example:
         >>> serve("/srv/hub", port=8080, tokens_file="/etc/savedhub/tokens")  # doctest: +SKIP
@@ -57,8 +73,16 @@ def serve(
     logger.setLevel(log_level.upper())
     if "://" not in os.fspath(root):
         os.makedirs(root, exist_ok=True)
-    app = create_app(root, tokens_file=tokens_file, max_upload_bytes=max_upload_bytes)
-    print(startup_message(app, host, port), file=sys.stderr, flush=True)
+    if allowed_hosts is None and public_url is None:
+        allowed_hosts = hosts_for_bind(host)
+    app = create_app(
+        root,
+        tokens_file=tokens_file,
+        max_upload_bytes=max_upload_bytes,
+        public_url=public_url,
+        allowed_hosts=allowed_hosts,
+    )
+    print(startup_message(app, host, port, allowed_hosts), file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
 
 

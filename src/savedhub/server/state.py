@@ -9,6 +9,7 @@ from starlette.requests import Request
 from savedhub.server.auth import TokenRules
 from savedhub.server.catalog import Catalog
 from savedhub.server.inspector import Inspector
+from savedhub.server.readme import ReadmeCache
 from savedhub.server.storage import Storage
 
 
@@ -22,6 +23,8 @@ class Hub:
     max_upload_bytes: int
     in_flight: set[tuple[str, str, str]] = field(default_factory=set)
     inspector: Inspector = field(default_factory=Inspector)
+    readmes: ReadmeCache = field(default_factory=ReadmeCache)
+    public_url: str | None = None
 
 
 def hub_of(request: Request) -> Hub:
@@ -34,7 +37,9 @@ def wants_html(request: Request) -> bool:
 
 
 def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """The hub's URL as clients should see it: ``--public-url`` if set, else from the
+    request's ``Host`` (which :class:`~savedhub.server.middleware.HostCheck` vetted)."""
+    return hub_of(request).public_url or str(request.base_url).rstrip("/")
 
 
 def model_url(request: Request, *names: str) -> str:

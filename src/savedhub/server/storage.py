@@ -96,7 +96,18 @@ class Storage(Protocol):
         ...
 
     def folder_url(self, *parts: str) -> str | None:
-        """Where TensorFlow can read the folder in place, or None if it cannot."""
+        """Where TensorFlow can read the folder in place (``gs://...``), or None if it
+        cannot (a local root: the hub serves the files itself, never its own paths)."""
+        ...
+
+    def list_files(self, *parts: str) -> list[tuple[str, int]]:
+        """Every file in the folder ``parts`` and below: ``(relative POSIX path, size)``,
+        sorted ([] if there is no such folder)."""
+        ...
+
+    def open_in(self, relative: str, *parts: str) -> IO[bytes]:
+        """A seekable reader of ``relative`` (a path :meth:`list_files` gave) in the folder
+        ``parts`` (raises FileNotFoundError, also for a path leaving the folder)."""
         ...
 
 
@@ -170,8 +181,25 @@ class LocalStorage:
             )
 
     def folder_url(self, *parts: str) -> str | None:
-        path = self._path(*parts)
-        return str(path) if path.is_dir() else None
+        return None
+
+    def list_files(self, *parts: str) -> list[tuple[str, int]]:
+        top = self._path(*parts).resolve()
+        found = []
+        for folder, _, names in os.walk(top):  # links to folders are not followed
+            for name in names:
+                path = Path(folder, name)
+                real = path.resolve()
+                if real.is_relative_to(top) and real.is_file():
+                    found.append((path.relative_to(top).as_posix(), real.stat().st_size))
+        return sorted(found)
+
+    def open_in(self, relative: str, *parts: str) -> IO[bytes]:
+        top = self._path(*parts).resolve()
+        path = top.joinpath(relative).resolve()
+        if not path.is_relative_to(top):
+            raise FileNotFoundError(f"{relative!r} is not inside the folder")
+        return path.open("rb")
 
 
 class FsspecStorage:
@@ -257,6 +285,23 @@ class FsspecStorage:
             return None
         scheme = "gs" if self.protocol == "gcs" else self.protocol
         return f"{scheme}://{self._path(*parts)}"
+
+    def list_files(self, *parts: str) -> list[tuple[str, int]]:
+        top = self._path(*parts).strip("/") + "/"
+        try:
+            found = self.fs.find(self._path(*parts), detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            (str(name).lstrip("/")[len(top) :], int(info["size"]))
+            for name, info in found.items()
+            if info.get("type") == "file" and str(name).lstrip("/").startswith(top)
+        )
+
+    def open_in(self, relative: str, *parts: str) -> IO[bytes]:
+        if any(part in ("", ".", "..") for part in relative.split("/")):
+            raise FileNotFoundError(f"{relative!r} is not inside the folder")
+        return self.fs.open(f"{self._path(*parts)}/{relative}", "rb")  # type: ignore[no-any-return]
 
 
 def open_storage(location: str | os.PathLike[str]) -> Storage:

@@ -115,7 +115,7 @@ async def upload(request: Request) -> Response:
         except _TooLarge:
             return too_large
         staging = Path(tempfile.mkdtemp(prefix="version-", dir=scratch))
-        metadata = await run_in_threadpool(build_version, received, staging, p, m, v, hub.inspector)
+        record = await run_in_threadpool(build_version, received, staging, p, m, v, hub.inspector)
         await run_in_threadpool(hub.storage.publish, staging, p, m, v)
         staging = None
     except UploadRejected as exc:
@@ -128,7 +128,7 @@ async def upload(request: Request) -> Response:
             if leftover is not None:
                 await run_in_threadpool(discard, leftover)
     url = model_url(request, p, m, v)
-    logger.info("published %s (%d bytes)", name, metadata["archive"]["size"])
+    logger.info("published %s (%d bytes)", name, record.archive_size)
     return JSONResponse(
-        {"url": url, "metadata": metadata}, status_code=201, headers={"location": url}
+        {"url": url, "metadata": record.to_json()}, status_code=201, headers={"location": url}
     )
