@@ -10,7 +10,10 @@ shrink them), served as ``.tar.gz`` per the hosting protocol by Python's
 * **raw load**: ``tf.saved_model.load`` of an already extracted folder;
 * **cold**: ``savedhub.load(url)`` / ``tensorflow_hub.load(url)`` with an
   empty cache (download + extract + load);
-* **warm**: the same call again, served from the cache.
+* **warm**: the same call again, served from the cache (sizes and mtimes
+  checked against the manifest);
+* **warm content**: ``savedhub.load(url)`` with ``SAVEDHUB_VERIFY=content``,
+  which re-hashes every file of the model on each load (issue 18: its cost).
 
 Every size is measured twice: with the server sending as fast as loopback
 goes, and paced to a 1 Gbit/s link. On loopback the "network" is nearly free
@@ -166,12 +169,15 @@ def measure(
             while chunk := archive.read(1 << 20):
                 inflate.decompress(chunk)
 
-    def by_url(load: Callable[[str], object], var: str, cache: Path, empty: bool) -> float:
+    def by_url(
+        load: Callable[[str], object], var: str, cache: Path, empty: bool, verify: str = ""
+    ) -> float:
         if empty:
             shutil.rmtree(cache, ignore_errors=True)
         os.environ.pop("SAVEDHUB_CACHE_DIR", None)
         os.environ.pop("TFHUB_CACHE_DIR", None)
         os.environ[var] = str(cache)
+        os.environ["SAVEDHUB_VERIFY"] = verify
         return timed(lambda: load(url))
 
     work.mkdir(parents=True, exist_ok=True)
@@ -187,6 +193,9 @@ def measure(
         "savedhub cold": lambda: by_url(savedhub.load, "SAVEDHUB_CACHE_DIR", ours, True),
         "tfhub cold": lambda: by_url(tensorflow_hub.load, "TFHUB_CACHE_DIR", theirs, True),
         "savedhub warm": lambda: by_url(savedhub.load, "SAVEDHUB_CACHE_DIR", ours, False),
+        "warm content": lambda: by_url(
+            savedhub.load, "SAVEDHUB_CACHE_DIR", ours, False, verify="content"
+        ),
         "tfhub warm": lambda: by_url(tensorflow_hub.load, "TFHUB_CACHE_DIR", theirs, False),
     }
     times: dict[str, list[float]] = {column: [] for column in columns}
@@ -196,6 +205,7 @@ def measure(
         times["raw"].append(raw())  # raw twice a round: it is the yardstick for warm
     # What a warm load adds to raw TF, without TF's own noise: the cache hit alone.
     os.environ["SAVEDHUB_CACHE_DIR"] = str(ours)
+    os.environ["SAVEDHUB_VERIFY"] = ""
     hits = 200
     started = time.perf_counter()
     for _ in range(hits):
@@ -262,6 +272,7 @@ def main() -> None:
         "savedhub cold",
         "tfhub cold",
         "savedhub warm",
+        "warm content",
         "tfhub warm",
     ]
     print(f"\nmedian of {args.repeats} runs, seconds (http.server in its own process)")
@@ -271,12 +282,13 @@ def main() -> None:
         print(f"{row['model']:>7} {row['link']:>14} {row['archive']:>9} {cells}")
     print(
         "\nratios (targets: cold/tfhub cold <= 1, cold/(xfer+raw) <= 1.25, warm/raw <= 1.05;"
-        "\n hit/raw: savedhub.resolve of a cached URL, what a warm load adds to raw TF)"
+        "\n hit/raw: savedhub.resolve of a cached URL, what a warm load adds to raw TF;"
+        "\n content/raw: the price of SAVEDHUB_VERIFY=content)"
     )
     print(
         f"{'model':>7} {'link':>14} {'cold/tfhub cold':>16} {'cold/(xfer+raw)':>16} "
         f"{'cold/(max(xfer,gunzip)+raw)':>28} {'warm/raw':>9} {'hit/raw':>8} "
-        f"{'tfhub cold/(xfer+raw)':>22} {'tfhub warm/raw':>15}"
+        f"{'content/raw':>12} {'tfhub cold/(xfer+raw)':>22} {'tfhub warm/raw':>15}"
     )
     for row in rows:
         floor = row["transfer"] + row["raw"]
@@ -287,6 +299,7 @@ def main() -> None:
             f"{row['savedhub cold'] / (max(row['transfer'], row['gunzip']) + row['raw']):28.2f} "
             f"{row['savedhub warm'] / row['raw']:9.3f} "
             f"{row['hit'] / row['raw']:8.4f} "
+            f"{row['warm content'] / row['raw']:12.2f} "
             f"{row['tfhub cold'] / floor:22.2f} "
             f"{row['tfhub warm'] / row['raw']:15.3f}"
         )

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from savedhub._io import digest
 from savedhub._io.pipe import BytePipe
 from savedhub._io.tarlimits import (
     MAX_COMPONENT_BYTES,
@@ -88,12 +89,15 @@ class ExtractResult:
 
     Attributes:
         files: relative POSIX path -> size in bytes, of every regular file.
+        sha256: relative POSIX path -> hex SHA-256 of every regular file, taken
+            while it was written (the cache's manifest records it).
         links: relative path -> target, of every symbolic link.
         total_bytes: the sum of ``files``.
         members: how many archive members were read.
     """
 
     files: dict[str, int] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     total_bytes: int = 0
     members: int = 0
@@ -219,12 +223,15 @@ class _Extractor:
         source = tar.extractfile(member)
         assert source is not None
         written = 0
+        content = digest.new()  # in this pass: a cached model is never read back to hash it
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as out:
             while chunk := source.read(_COPY_BYTES):
                 written += len(chunk)
+                content.update(chunk)
                 out.write(chunk)
         self.result.files[name] = written
+        self.result.sha256[name] = content.hexdigest()
         self.result.total_bytes += written
 
     def write_link(self, member: tarfile.TarInfo, name: str) -> None:
@@ -258,6 +265,7 @@ class _Extractor:
         os.link(self.target(linked, member.linkname), path)
         size = self.result.files[linked]
         self.result.files[name] = size
+        self.result.sha256[name] = self.result.sha256[linked]
         self.result.total_bytes += size
 
     def run(self, fileobj: Readable) -> ExtractResult:

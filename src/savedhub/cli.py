@@ -220,7 +220,9 @@ def _entry_row(entry: Any) -> dict[str, Any]:
         "last_used": entry.last_used.isoformat(timespec="seconds"),
         "state": entry.state.value,
         "problem": entry.problem,
+        "damaged_files": list(entry.damaged_files),
         "source": entry.source,
+        "hashed": entry.hashed,
     }
 
 
@@ -258,22 +260,141 @@ def _cache_ls(args: argparse.Namespace) -> int:
 
 @command(
     "cache verify",
-    "check every cached model against its manifest; exit 1 if any is damaged",
+    "re-hash every cached model's files against its manifest; exit 1 if any is damaged",
+    arg("--repair", action="store_true", help="fetch damaged models again (each kept until then)"),
     arg("--remove-damaged", action="store_true", help="remove damaged entries (refetched on use)"),
+    arg(
+        "--rehash",
+        action="store_true",
+        help="record hashes for models that carry none (tensorflow_hub's, older savedhub's) "
+        "from their current bytes; asks first",
+    ),
+    arg("--yes", "-y", action="store_true", help="with --rehash: do not ask (for scripts)"),
+    arg("--quick", action="store_true", help="sizes and modification times only, as a load does"),
     _CACHE_DIR,
     _JSON,
 )
 def _cache_verify(args: argparse.Namespace) -> int:
-    from savedhub.cache import EntryState, verify_entries
+    import time
 
-    entries = verify_entries(args.cache_dir, remove_damaged=args.remove_damaged)
+    from savedhub._io.units import human_size
+    from savedhub.cache import EntryState, rehash, verify_entries
+
+    started = time.perf_counter()
+    entries = verify_entries(
+        args.cache_dir, remove_damaged=args.remove_damaged, content=not args.quick
+    )
+    seconds = time.perf_counter() - started
     damaged = [e for e in entries if e.state is EntryState.DAMAGED]
+    unhashed = [e for e in entries if not e.hashed and e.state is EntryState.COMPLETE]
     action = "removed" if args.remove_damaged else "damaged"
     lines = [f"{action}: {e.handle or e.key}: {e.problem}" for e in damaged]
-    lines.append(f"{len(entries)} entries checked, {len(damaged)} damaged")
-    data = {"entries": [_entry_row(e) for e in entries], "damaged": len(damaged)}
-    _emit(args, data, "\n".join(lines))
-    return EXIT_PROBLEMS if damaged and not args.remove_damaged else EXIT_OK
+    lines += [
+        f"no hashes: {e.handle or e.key} (written by {_writer(e.source)}): only sizes can be "
+        "checked" + ("" if args.rehash else "; once you know it is good: --rehash")
+        for e in unhashed
+    ]
+    hashed = sum(e.bytes_hashed for e in entries)
+    rate = f" at {human_size(hashed / seconds)}/s" if hashed and seconds > 0 else ""
+    summary = (
+        f"{len(entries)} entries checked ({human_size(hashed)} hashed{rate}), "
+        f"{len(damaged)} damaged, {len(unhashed)} without hashes"
+    )
+    data: dict[str, Any] = {
+        "entries": [_entry_row(e) for e in entries],
+        "damaged": len(damaged),
+        "unhashed": len(unhashed),
+        "bytes_hashed": hashed,
+        "seconds": round(seconds, 3),
+    }
+    remaining = [] if args.remove_damaged else damaged
+    if args.repair and damaged and not args.remove_damaged:
+        remaining = _repair(args, damaged, lines)
+        data["repaired"] = [e.handle or e.key for e in damaged if e not in remaining]
+    if args.rehash and unhashed:
+        question = (
+            f"Record SHA-256 hashes of {len(unhashed)} model(s) from their current bytes? "
+            "Later changes are measured against them, so only do this for models you "
+            "know are good."
+        )
+        if not args.json:  # show what would be trusted before asking
+            print("\n".join([*lines, summary]), flush=True)
+            lines, summary = [], ""
+        answer = _confirm(args, question)
+        if answer is None:
+            print(
+                "savedhub: error: --rehash trusts the models' current bytes, and no one was "
+                "asked (no terminal). Check the models, then pass --rehash --yes.",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        done = rehash(args.cache_dir) if answer else []
+        lines += [f"rehashed: {e.handle or e.key}" for e in done] or ["no hashes recorded"]
+        data["rehashed"] = [e.handle or e.key for e in done]
+    _emit(args, data, "\n".join([*lines, summary] if summary else lines))
+    return EXIT_PROBLEMS if remaining else EXIT_OK
+
+
+def _writer(source: str) -> str:
+    return "tensorflow_hub" if source == "tensorflow_hub" else "an older savedhub"
+
+
+def _confirm(args: argparse.Namespace, question: str) -> bool | None:
+    """The user's yes or no on a terminal; None when there is no one to ask."""
+    if args.yes:
+        return True
+    if args.json or not sys.stdin or not sys.stdin.isatty():
+        return None
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _repair(args: argparse.Namespace, damaged: Sequence[Any], lines: list[str]) -> list[Any]:
+    """Fetch each damaged entry again; returns those still damaged."""
+    import os
+
+    # Settings are read at call time. A content-checked load sees the damage a quick
+    # check may not (bytes changed, times kept): it fetches into a work folder and only
+    # then replaces the damaged entry, so a failed fetch loses nothing.
+    saved = os.environ.get("SAVEDHUB_VERIFY")
+    os.environ["SAVEDHUB_VERIFY"] = "content"
+    try:
+        return _refetch(args, damaged, lines)
+    finally:
+        if saved is None:
+            os.environ.pop("SAVEDHUB_VERIFY", None)
+        else:
+            os.environ["SAVEDHUB_VERIFY"] = saved
+
+
+def _refetch(args: argparse.Namespace, damaged: Sequence[Any], lines: list[str]) -> list[Any]:
+    import warnings
+    from pathlib import Path
+
+    from savedhub.cache import remove
+    from savedhub.client.resolver import resolve
+
+    remaining = []
+    for entry in damaged:
+        if not entry.handle:
+            lines.append(
+                f"cannot repair {entry.key}: its handle is not recorded; "
+                f"remove it with: savedhub cache rm {entry.key}"
+            )
+            remaining.append(entry)
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # this command says it itself
+                path = resolve(entry.handle, cache_dir=args.cache_dir)
+        except (SavedhubError, OSError) as exc:
+            lines.append(f"could not repair {entry.handle}: {' '.join(str(exc).split())}")
+            remaining.append(entry)
+            continue
+        if entry.path.exists() and entry.path not in (Path(path), *Path(path).parents):
+            remove(entry.key, args.cache_dir)  # it sat under tensorflow_hub's other name
+        lines.append(f"repaired: {entry.handle}")
+    return remaining
 
 
 def _duration(text: str) -> Any:

@@ -183,6 +183,24 @@ def max_extract_bytes() -> int:
     return int(_number("SAVEDHUB_MAX_EXTRACT_BYTES", str(64 * 2**30), int, str(128 * 2**30)))
 
 
+def verify_content() -> bool:
+    """SAVEDHUB_VERIFY=content: every load from the cache re-hashes the model's files
+    against the SHA-256 recorded when they were installed (reads the whole model).
+    The default, ``fast``, compares sizes and modification times, and hashes only
+    files whose time moved."""
+    raw = os.environ.get("SAVEDHUB_VERIFY", "").strip()
+    if raw.lower() in ("", "fast"):
+        return False
+    if raw.lower() == "content":
+        return True
+    raise ConfigError(
+        f"SAVEDHUB_VERIFY={raw!r} is not understood; use 'content' (re-hash every file "
+        "on each load) or 'fast' (the default: sizes and modification times).",
+        "SAVEDHUB_VERIFY",
+        raw,
+    )
+
+
 def lock_timeout() -> float:
     """Seconds to wait for another process's download of the same handle."""
     return float(_number("SAVEDHUB_LOCK_TIMEOUT", "3600", float, "7200"))

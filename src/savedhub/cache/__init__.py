@@ -8,7 +8,8 @@ On disk (the root is :func:`savedhub.config.cache_dir`)::
                                         exactly as tensorflow_hub names it
       <sha1>.descriptor.txt             "Module: <handle>" note (tensorflow_hub's format)
       <sha1>.savedhub.json              manifest: handle, URL, ETag, archive SHA-256,
-                                        every file and its size; its mtime = last use
+                                        every file's size, SHA-256 and mtime_ns as
+                                        installed; the manifest's own mtime = last use
       <sha1>.savedhub.lock              per-entry flock, held while fetching or removing
       <sha1>.savedhub.owner             who holds that lock: pid, host, start time
       <sha1>.lock                       tensorflow_hub's lock file (honoured, and written
@@ -22,24 +23,29 @@ On disk (the root is :func:`savedhub.config.cache_dir`)::
 Rules (see DESIGN.md "The cache"):
 
 * Readers take no lock. An entry counts only when its folder exists and every
-  file in its manifest is there with the right size; the folder appears by one
-  ``rename`` of a fully written work folder, so no reader sees half a model.
+  file in its manifest is there with the right size and its bytes unchanged
+  (a file whose mtime moved is re-hashed; see ``_content``); the folder
+  appears by one ``rename`` of a fully written work folder, so no reader sees
+  half a model.
 * Correctness does not depend on the lock: it only makes N processes that
   want the same handle share one download. A killed holder's ``flock`` is
   released by the kernel, so the next process takes over at once.
 * A folder without a manifest was written by ``tensorflow_hub``; it is used
   as is when it looks whole (a graph file, every variables shard), and a
   manifest is then written for it.
-* A damaged entry (a file deleted by a ``/tmp`` cleaner, a truncated shard)
-  is fetched again with a :class:`~savedhub.errors.CacheWarning`.
+* A damaged entry (a file deleted by a ``/tmp`` cleaner, a truncated shard,
+  a byte changed by an editor) is fetched again with a
+  :class:`~savedhub.errors.CacheWarning`. :func:`verify_entries` re-hashes
+  every file, for what keeps size and time (bit rot).
 
 Modules, each importing only those above it:
 
 * ``_disk``: atomic small writes, quiet deletes, listing a model's files.
+* ``_content``: per-file SHA-256 and mtime in the manifest, and checking them.
 * ``_layout``: keys, the paths of an entry's files, whether an entry is whole.
 * ``_locks``: the per-entry flock and tensorflow_hub's ``.lock`` files.
 * ``_store``: :class:`Cache`, finding a whole entry and installing a missing one.
-* ``_maintenance``: list, verify, remove, prune, reap leftovers.
+* ``_maintenance``: list, verify, rehash, remove, prune, reap leftovers.
 
 Example:
     >>> for entry in list_entries():
@@ -54,6 +60,7 @@ from savedhub.cache._maintenance import (
     list_entries,
     parse_size,
     prune,
+    rehash,
     remove,
     remove_all,
     verify_entries,
@@ -70,6 +77,7 @@ __all__ = [
     "list_entries",
     "parse_size",
     "prune",
+    "rehash",
     "remove",
     "remove_all",
     "verify_entries",

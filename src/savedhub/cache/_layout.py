@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 from savedhub._savedmodel import folder
+from savedhub.cache._content import ContentCheck
+from savedhub.cache._content import check as check_content
 from savedhub.client import handles
 from savedhub.client.handles import Handle
 
@@ -45,30 +47,13 @@ def keys_for(handle: Handle) -> list[str]:
 class EntryState(enum.Enum):
     """What a cache entry's check found."""
 
-    COMPLETE = "complete"  # every file in the manifest is present with its size
-    DAMAGED = "damaged"  # files missing or of the wrong size: will be fetched again
+    COMPLETE = "complete"  # every file in the manifest is present with its size and bytes
+    DAMAGED = "damaged"  # files missing, resized or changed: will be fetched again
 
 
 def model_dir(entry_path: Path) -> Path:
     """The SavedModel folder inside an entry (see :func:`savedhub._savedmodel.folder.step_down`)."""
     return folder.step_down(entry_path)
-
-
-def check_manifest(path: Path, manifest: dict[str, object]) -> str | None:
-    """What is wrong with the entry at ``path`` against its manifest, or None."""
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        return "its manifest lists no files"
-    for rel, size in files.items():
-        try:
-            actual = os.stat(path / rel).st_size
-        except FileNotFoundError:
-            return f"the file {rel} is missing"
-        except NotADirectoryError:
-            return f"the file {rel} is missing"
-        if actual != size:
-            return f"the file {rel} has {actual} bytes where {size} were installed"
-    return None
 
 
 def check_foreign(path: Path) -> str | None:
@@ -118,14 +103,17 @@ class Layout:
             return None
         return data if isinstance(data, dict) else None
 
-    def inspect(self, key: str) -> tuple[EntryState | None, str | None]:
-        """``(None, None)`` when there is no entry, else its state and problem."""
+    def check(self, key: str, *, content: bool = False) -> ContentCheck | None:
+        """None when there is no entry, else what checking it found (see
+        :func:`savedhub.cache._content.check`; a folder without a manifest gets
+        the plausibility check of :func:`check_foreign`)."""
         path = self.entry_path(key)
         if not path.is_dir():
-            return None, None
+            return None
         manifest = self.manifest(key)
-        problem = check_manifest(path, manifest) if manifest else check_foreign(path)
-        return (EntryState.DAMAGED if problem else EntryState.COMPLETE), problem
+        if manifest is None:
+            return ContentCheck(problem=check_foreign(path))
+        return check_content(path, manifest, content=content)
 
     def descriptor_handle(self, key: str) -> str | None:
         """The handle named in tensorflow_hub's ``<key>.descriptor.txt``, if any."""

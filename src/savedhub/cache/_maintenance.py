@@ -45,6 +45,11 @@ class CacheEntry:
         state: COMPLETE or DAMAGED.
         problem: for a damaged entry, what is wrong.
         source: "savedhub", or "tensorflow_hub" for an entry that library wrote.
+        hashed: whether its manifest records the SHA-256 of every file (entries
+            written by tensorflow_hub or an older savedhub do not, until
+            :func:`rehash`).
+        damaged_files: for a damaged entry, the files missing, resized or changed.
+        bytes_hashed: bytes read to check it (all of them with ``content``).
     """
 
     key: str
@@ -55,6 +60,9 @@ class CacheEntry:
     state: EntryState
     problem: str | None = None
     source: str = "savedhub"
+    hashed: bool = False
+    damaged_files: tuple[str, ...] = ()
+    bytes_hashed: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,11 +95,13 @@ def entry_keys(cache: Cache) -> list[str]:
     return sorted(n for n in names if KEY.match(n) and (cache.root / n).is_dir())
 
 
-def entry(cache: Cache, key: str) -> CacheEntry | None:
-    """The entry ``key``, checked against its manifest; None when absent."""
-    state, problem = cache.inspect(key)
-    if state is None:
+def entry(cache: Cache, key: str, *, content: bool = False) -> CacheEntry | None:
+    """The entry ``key``, checked against its manifest (with ``content``, every
+    file re-hashed); None when absent."""
+    found = cache.examine(key, content=content)
+    if found is None:
         return None
+    state = EntryState.DAMAGED if found.problem else EntryState.COMPLETE
     path = cache.entry_path(key)
     manifest = cache.manifest(key)
     files = manifest.get("files") if manifest else None
@@ -113,14 +123,17 @@ def entry(cache: Cache, key: str) -> CacheEntry | None:
         size=size,
         last_used=dt.datetime.fromtimestamp(last_used),
         state=state,
-        problem=problem,
+        problem=found.problem,
         source=str(source),
+        hashed=found.hashed,
+        damaged_files=found.files,
+        bytes_hashed=found.bytes_hashed,
     )
 
 
-def entries(cache: Cache) -> list[CacheEntry]:
+def entries(cache: Cache, *, content: bool = False) -> list[CacheEntry]:
     """Every entry under the root."""
-    found = [entry(cache, key) for key in entry_keys(cache)]
+    found = [entry(cache, key, content=content) for key in entry_keys(cache)]
     return [e for e in found if e is not None]
 
 
@@ -235,25 +248,79 @@ def list_entries(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheE
 
 
 def verify_entries(
-    cache_dir: str | os.PathLike[str] | None = None, *, remove_damaged: bool = False
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    remove_damaged: bool = False,
+    content: bool = True,
 ) -> list[CacheEntry]:
-    """Check every entry's files against its manifest (presence and size).
+    """Check every entry's files against its manifest: presence, size and, with
+    ``content``, their bytes (each file re-hashed against the SHA-256 recorded
+    when it was installed, which finds bit rot and edits that kept size and
+    modification time).
+
+    Entries without hashes (written by tensorflow_hub or an older savedhub)
+    are checked by size, and have ``hashed`` False: :func:`rehash` records
+    hashes of their current bytes once you know they are good.
+
+    To fetch damaged entries again at once (``savedhub cache verify --repair``)::
+
+        for item in verify_entries(remove_damaged=True):
+            if item.state is EntryState.DAMAGED and item.handle:
+                savedhub.resolve(item.handle)
 
     Args:
         cache_dir: the cache root; default from the configuration.
         remove_damaged: also remove the damaged entries, so the next load
             fetches them again cleanly.
+        content: re-hash every file (reads the whole cache); False checks
+            sizes and modification times only, as a load does.
 
     Returns:
-        All entries; the damaged ones have ``state`` DAMAGED and a ``problem``.
+        All entries; the damaged ones have ``state`` DAMAGED, a ``problem``
+        and their ``damaged_files``.
     """
     cache = Cache(cache_dir)
-    found = entries(cache)
+    found = entries(cache, content=content)
     if remove_damaged:
         for item in found:
             if item.state is EntryState.DAMAGED:
                 remove_key(cache, item.key)
     return found
+
+
+def rehash(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
+    """Record SHA-256 hashes for the entries that carry none, from their current bytes.
+
+    Entries written by tensorflow_hub or an older savedhub have no hashes, so
+    a change that keeps a file's size goes unseen. Call this once you know
+    they are good (their models load and give the numbers you expect): from
+    then on, loads and :func:`verify_entries` measure every change against
+    these bytes. Damaged entries, and entries another process is working on,
+    are left as they are.
+
+    Example:
+        >>> [e.handle for e in verify_entries() if not e.hashed]
+        ['https://tfhub.dev/google/nnlm-en-dim128/2']
+        >>> [e.hashed for e in rehash()]
+        [True]
+
+    Returns:
+        The entries that got hashes, as they are now.
+    """
+    cache = Cache(cache_dir)
+    done: list[CacheEntry] = []
+    for key in entry_keys(cache):
+        item = entry(cache, key)
+        if item is None or item.hashed or item.state is not EntryState.COMPLETE:
+            continue
+        with cache.entry_lock(key, item.handle or key, blocking=False) as held:
+            if not held or cache.inspect(key)[0] is not EntryState.COMPLETE:
+                continue
+            cache.record_hashes(key, item.handle or key)
+        now = entry(cache, key)
+        if now is not None:
+            done.append(now)
+    return done
 
 
 def prune(

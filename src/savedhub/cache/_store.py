@@ -16,8 +16,11 @@ from pathlib import Path
 
 from savedhub import config
 from savedhub._io.atomic import put_folder, write_file
+from savedhub._io.digest import file_sha256
 from savedhub.archive import disk_full
 from savedhub.cache import _locks
+from savedhub.cache._content import ContentCheck
+from savedhub.cache._content import record as record_content
 from savedhub.cache._disk import rmtree, unlink, walk_files
 from savedhub.cache._layout import (
     CACHEDIR_TAG,
@@ -47,6 +50,8 @@ class Installed:
         archive_bytes: its size.
         files: relative path -> size of every extracted file.
         links: relative path -> target of every symbolic link.
+        sha256: relative path -> hex SHA-256 of every extracted file, taken
+            while it was written; empty when unknown.
     """
 
     url: str
@@ -55,6 +60,7 @@ class Installed:
     archive_bytes: int
     files: dict[str, int]
     links: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
 
 
 class Cache(Layout):
@@ -81,21 +87,105 @@ class Cache(Layout):
         """The model folder of a complete entry for ``handle``, or None.
 
         A damaged entry gives None (and, with ``warn``, a CacheWarning that says
-        what is wrong), so the caller fetches it again.
+        what is wrong), so the caller fetches it again. With SAVEDHUB_VERIFY=content
+        every file is re-hashed first.
         """
+        content = config.verify_content()
         for key in keys_for(handle):
-            state, problem = self.inspect(key)
-            if state is EntryState.COMPLETE:
+            found = self.examine(key, content=content)
+            if found is None:
+                continue
+            if found.problem is None:
+                if content and not found.hashed and warn:
+                    logger.warning(
+                        "SAVEDHUB_VERIFY=content cannot check %s: its cache entry %s carries "
+                        "no hashes (tensorflow_hub or an older savedhub wrote it). Once you "
+                        "know it is good, record them: savedhub cache verify --rehash",
+                        handle.original,
+                        self.entry_path(key),
+                    )
                 self._mark_used(key, handle)
                 return model_dir(self.entry_path(key))
-            if state is EntryState.DAMAGED and warn:
+            if warn:
                 message = (
                     f"The cached model for {handle.original!r} at {self.entry_path(key)} is "
-                    f"damaged: {problem}. Fetching it again."
+                    f"damaged: {found.problem}. Fetching it again."
                 )
                 logger.warning("%s", message)
                 warnings.warn(message, CacheWarning, stacklevel=2)
         return None
+
+    def inspect(self, key: str, *, content: bool = False) -> tuple[EntryState | None, str | None]:
+        """``(None, None)`` when there is no entry, else its state and problem.
+
+        With ``content`` every file is hashed; else only files whose mtime moved.
+        """
+        found = self.examine(key, content=content)
+        if found is None:
+            return None, None
+        return (EntryState.DAMAGED if found.problem else EntryState.COMPLETE), found.problem
+
+    def examine(self, key: str, *, content: bool = False) -> ContentCheck | None:
+        """:meth:`check` the entry, and record the new mtime of files whose bytes
+        proved unchanged (a ``touch``, a copy), so they are not hashed again."""
+        found = self.check(key, content=content)
+        if found is not None and found.retimed and not found.problem:
+            self._record_times(key, found.retimed)
+        return found
+
+    def _record_times(self, key: str, retimed: dict[str, int]) -> None:
+        checked = self.manifest(key)
+        # Under the lock, and only if no install replaced the entry meanwhile; when
+        # another process holds it (or the cache is read-only) the next load tries again.
+        with contextlib.suppress(OSError), self.entry_lock(key, key, blocking=False) as held:
+            manifest = self.manifest(key)
+            if not held or manifest is None or checked is None:
+                return
+            if manifest.get("sha256") != checked.get("sha256"):
+                return
+            mtimes = manifest.get("mtime_ns")
+            mtimes = dict(mtimes) if isinstance(mtimes, dict) else {}
+            path = self.entry_path(key)
+            for rel, mtime_ns in retimed.items():
+                if os.stat(path / rel).st_mtime_ns == mtime_ns:
+                    mtimes[rel] = mtime_ns
+            manifest["mtime_ns"] = dict(sorted(mtimes.items()))
+            self._rewrite_manifest(key, manifest)
+
+    def _rewrite_manifest(self, key: str, manifest: dict[str, object]) -> None:
+        """Replace the manifest of ``key``, keeping its mtime: the entry's last use."""
+        path = self.sibling(key, MANIFEST_SUFFIX)
+        try:
+            used = path.stat()
+        except FileNotFoundError:
+            used = None
+        write_file(path, json.dumps(manifest, indent=1))
+        if used is not None:
+            os.utime(path, ns=(used.st_atime_ns, used.st_mtime_ns))
+
+    def record_hashes(self, key: str, handle: str) -> None:
+        """Record the SHA-256 and mtime of every file of entry ``key`` from its current
+        bytes (an entry tensorflow_hub or an older savedhub wrote). The caller holds
+        the entry's lock and has checked that the entry is whole and good.
+
+        Raises:
+            OSError: a file vanished or changed while it was being hashed.
+        """
+        path = self.entry_path(key)
+        manifest = self.manifest(key)
+        if manifest is None:
+            self._adopt(key, handle, strict=True)
+            manifest = self.manifest(key)
+            assert manifest is not None
+        files = manifest.get("files")
+        assert isinstance(files, dict)
+        before = {rel: os.stat(path / rel).st_mtime_ns for rel in files}
+        recorded = record_content(path, {rel: file_sha256(path / rel) for rel in files})
+        if recorded["mtime_ns"] != before:
+            raise OSError(f"files of {path} changed while they were hashed; run it again")
+        manifest.update(recorded)
+        manifest["rehashed"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self._rewrite_manifest(key, manifest)
 
     def _mark_used(self, key: str, handle: Handle) -> None:
         manifest = self.sibling(key, MANIFEST_SUFFIX)
@@ -103,18 +193,19 @@ class Cache(Layout):
             os.utime(manifest)
         except FileNotFoundError:
             if check_foreign(self.entry_path(key)) is None:
-                self._adopt(key, handle)
+                self._adopt(key, handle.original)
         except OSError:
             pass  # a read-only cache still serves models
 
-    def _adopt(self, key: str, handle: Handle) -> None:
-        """Write a manifest for an entry tensorflow_hub installed, so later damage shows."""
+    def _adopt(self, key: str, handle: str, *, strict: bool = False) -> None:
+        """Write a manifest for an entry tensorflow_hub installed, so later damage shows
+        (failures to write it are ignored unless ``strict``)."""
         files, links = walk_files(self.entry_path(key))
         descriptor = self.descriptor_handle(key)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(*(() if strict else (OSError,))):
             self._write_manifest(
                 key,
-                descriptor or handle.original,
+                descriptor or handle,
                 Installed(
                     url="",
                     etag=None,
@@ -129,10 +220,18 @@ class Cache(Layout):
     # -- writing ---------------------------------------------------------
 
     def _write_manifest(
-        self, key: str, handle: str, installed: Installed, *, source: str = "savedhub"
+        self,
+        key: str,
+        handle: str,
+        installed: Installed,
+        *,
+        source: str = "savedhub",
+        folder: Path | None = None,
     ) -> None:
-        manifest = {
-            "format": 1,
+        """Write the manifest of entry ``key``; with ``folder`` (where the files
+        are now) it also records their SHA-256 and mtime_ns (see ``_content``)."""
+        manifest: dict[str, object] = {
+            "format": 2,
             "handle": handle,
             "source": source,
             "url": installed.url,
@@ -143,6 +242,8 @@ class Cache(Layout):
             "files": dict(sorted(installed.files.items())),
             "links": dict(sorted(installed.links.items())),
         }
+        if folder is not None and installed.sha256:
+            manifest.update(record_content(folder, installed.sha256))
         write_file(self.sibling(key, MANIFEST_SUFFIX), json.dumps(manifest, indent=1))
 
     def _write_descriptor(self, key: str, handle: str) -> None:
@@ -196,14 +297,14 @@ class Cache(Layout):
             final = self.entry_path(key)
             if final.exists() or final.is_symlink():
                 self.move_to_trash(key)  # a damaged entry: replace it
-            self._write_manifest(key, handle.original, installed)
+            self._write_manifest(key, handle.original, installed, folder=work)
             self._write_descriptor(key, handle.original)
             # No fsync of the model: should a power cut leave short files behind the
             # rename, the manifest check on the next load sees it and fetches again.
             if not put_folder(work, final):
                 # Someone outside our lock (tensorflow_hub) installed it meanwhile.
                 logger.info("%s appeared while installing; using it", final)
-                self._adopt(key, handle)
+                self._adopt(key, handle.original)
             unlink(partial)
             unlink(partial.with_name(partial.name + ".json"))
             return model_dir(final)

@@ -165,6 +165,7 @@ def _fetch_once(
         archive_bytes=body.bytes_received,
         files=result.files,
         links=result.links,
+        sha256=result.sha256,
     )
 
 
