@@ -64,6 +64,20 @@ def test_archive_url_with_sha256_beside(hub_server: HubServer, my_mul_archive: b
     assert hub_server.count("/files/my_mul.tar.gz.sha256") == 1
 
 
+def test_an_endless_sha256_beside_is_read_only_up_to_its_bound(
+    hub_server: HubServer, my_mul_archive: bytes
+) -> None:
+    # A hostile or broken server answers the small digest file with a huge body: the
+    # client keeps what a digest needs and hangs up, instead of buffering it all.
+    hub_server.add_file("/files/my_mul.tar.gz", my_mul_archive)
+    digest = hashlib.sha256(my_mul_archive).hexdigest()
+    padding = b" " * (48 << 20)
+    hub_server.add_file("/files/my_mul.tar.gz.sha256", f"{digest}\n".encode() + padding)
+    _assert_multiplies(hub_server.url("/files/my_mul.tar.gz"))
+    [request] = hub_server.of("/files/my_mul.tar.gz.sha256")
+    assert request.body_bytes < len(padding) // 2
+
+
 def test_wrong_sha256_beside_leaves_the_cache_untouched(
     hub_server: HubServer, my_mul_archive: bytes
 ) -> None:

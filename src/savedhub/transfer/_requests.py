@@ -11,6 +11,7 @@ import logging
 import ssl
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import httpx
 
@@ -83,8 +84,43 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+@dataclass(frozen=True)
+class SmallAnswer:
+    """A server's answer whose body was read only up to a bound (see :func:`read_small`)."""
+
+    status_code: int
+    headers: httpx.Headers
+    text: str
+
+
+def read_small(url: str, *, max_bytes: int = 1 << 16, follow_redirects: bool = True) -> SmallAnswer:
+    """GET ``url`` with the usual retries, keeping at most ``max_bytes`` of its body.
+
+    The body is streamed and the connection dropped at the bound, so a hostile or
+    broken server cannot make a small request cost unbounded memory or time.
+
+    Raises:
+        TransferError: the server could not be reached or kept failing with 5xx.
+    """
+    with new_client(follow_redirects=follow_redirects) as client:
+        response = send_with_retries(client, "GET", url, {}, stream=True)
+        try:
+            body = bytearray()
+            for chunk in response.iter_raw():
+                body += chunk[: max_bytes - len(body)]
+                if len(body) >= max_bytes:
+                    break
+        except httpx.HTTPError as exc:
+            raise TransferError(f"{url} broke off its answer ({describe(exc)}).", url) from exc
+        finally:
+            response.close()
+        text = bytes(body).decode("utf-8", "replace")
+        return SmallAnswer(response.status_code, response.headers, text)
+
+
 def fetch_text(url: str, *, max_bytes: int = 1 << 16) -> tuple[int, str]:
-    """GET a small text body (e.g. a ``.sha256`` file), with the same retries.
+    """GET a small text body (e.g. a ``.sha256`` file), with the same retries; at most
+    ``max_bytes`` of it are read.
 
     Returns:
         ``(status, text)``; a 4xx status is returned, not raised.
@@ -92,19 +128,18 @@ def fetch_text(url: str, *, max_bytes: int = 1 << 16) -> tuple[int, str]:
     Raises:
         TransferError: the server could not be reached or kept failing with 5xx.
     """
-    with new_client() as client:
-        response = send_with_retries(client, "GET", url, {}, stream=False)
-        return response.status_code, response.content[:max_bytes].decode("utf-8", "replace")
+    answer = read_small(url, max_bytes=max_bytes)
+    return answer.status_code, answer.text
 
 
-def request_without_redirect(url: str) -> httpx.Response:
-    """One GET that does not follow redirects (the 303 of the uncompressed format).
+def request_without_redirect(url: str) -> SmallAnswer:
+    """One GET that does not follow redirects (the 303 of the uncompressed format);
+    at most 64 KiB of its body are read.
 
     Raises:
         TransferError: the server could not be reached or kept failing with 5xx.
     """
-    with new_client(follow_redirects=False) as client:
-        return send_with_retries(client, "GET", url, {}, stream=False)
+    return read_small(url, follow_redirects=False)
 
 
 def upload(
