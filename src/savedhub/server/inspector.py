@@ -151,6 +151,12 @@ def _inspect(folder: str, name: str) -> dict[str, Any]:
 
 def serve_requests() -> None:
     """The worker's loop: answer JSON-line requests on stdin until it closes."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3":
+        # The hub runs quiet (`savedhub serve` without --verbose): so does its worker,
+        # whose TensorFlow would otherwise print its start-up lines into the hub's log.
+        from savedhub._quiet_tensorflow import quiet_tensorflow
+
+        quiet_tensorflow()
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr  # whatever else prints must not corrupt the answers
     for line in sys.stdin:
