@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 
-ALGORITHM = "sha256"
 _READ_BYTES = 1 << 20
 
 

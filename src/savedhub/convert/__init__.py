@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path
 
 from savedhub._io.atomic import replace_folder
-from savedhub.convert._source import SUPPORTED, BertSource, read_source, sha256_of
+from savedhub._io.digest import file_sha256 as sha256_of
+from savedhub.convert._source import SUPPORTED, BertSource, read_source
 from savedhub.errors import MissingPackageError, OutputExistsError
 
 __all__ = ["SUPPORTED", "BertSource", "convert", "read_source", "sha256_of"]

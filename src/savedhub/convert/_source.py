@@ -7,7 +7,6 @@ Every refusal says what was found and what is supported.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from savedhub._io.digest import file_sha256 as sha256_of
 from savedhub.convert._chartable import NormalizerSettings
 from savedhub.errors import ModelNotFoundError, UnsupportedSourceError
 
@@ -84,15 +84,6 @@ def _read_json(folder: str, path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise _refuse(folder, f"{path.name} could not be read as JSON ({exc})") from exc
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _modules(folder: str, root: Path) -> tuple[Path, str, bool]:

@@ -9,7 +9,6 @@ the one computed here, so a corrupted upload cannot be published silently.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.parse
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 
 from savedhub import config
+from savedhub._io.digest import file_sha256
 from savedhub._wire import (
     MalformedRecordError,
     VersionRecord,
@@ -78,14 +78,6 @@ def upload_url(model_url: str) -> tuple[str, str]:
         f"{root}/{_API_PREFIX}/{publisher}/{model}/{version}",
         f"{root}/{publisher}/{model}/{version}",
     )
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _chunks(path: Path, progress: Any) -> Iterator[bytes]:
@@ -179,7 +171,7 @@ def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> Pus
     token = token or config.push_token()
     source = Path(src).expanduser()
     if source.is_file() and source.name.endswith(ARCHIVE_SUFFIXES):
-        return _send(source, _sha256_of(source), api_url, model_url, token)
+        return _send(source, file_sha256(source), api_url, model_url, token)
     from savedhub.publish.pack import pack
 
     with tempfile.TemporaryDirectory(prefix="savedhub-push-") as tmp:
