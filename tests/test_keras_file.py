@@ -3,6 +3,7 @@ safe mode, the embedded SavedModel and the cache it lands in, on both Kerases.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -108,6 +109,12 @@ def test_fresh_process_loads_an_embedded_savedmodel_only_with_safe_mode_off(
     entries = list_entries(saved_files.cache)
     assert [e.handle.startswith(_keras_file.HANDLE_SCHEME) for e in entries] == [True]
     assert entries[0].state.value == "complete"
+    # ...with each file's SHA-256 in its manifest, as for a download.
+    [manifest] = [json.loads(p.read_text()) for p in saved_files.cache.glob("*.savedhub.json")]
+    folder = next(p for p in saved_files.cache.iterdir() if (p / "saved_model.pb").is_file())
+    assert manifest["sha256"] == {
+        rel: hashlib.sha256((folder / rel).read_bytes()).hexdigest() for rel in manifest["files"]
+    }
     assert remove(entries[0].handle, saved_files.cache) and not list_entries(saved_files.cache)
 
 

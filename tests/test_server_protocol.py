@@ -252,6 +252,8 @@ def test_a_public_url_that_is_not_a_base_url_is_refused_at_start(tmp_path: Path)
 def test_uncompressed_format_sends_clients_to_files_the_hub_serves(
     hub: RunningHub, published: str, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import hashlib
+    import json
     import tarfile
 
     import savedhub
@@ -286,6 +288,11 @@ def test_uncompressed_format_sends_clients_to_files_the_hub_serves(
     folder = Path(savedhub.resolve(published))
     assert cache in folder.parents and (folder / "saved_model.pb").is_file()
     assert float(savedhub.load(f"{hub.url}/acme/mul")(2.0)) == 4.0
+    # The cache's manifest holds each file's SHA-256, taken as it arrived, as for an archive.
+    manifests = [json.loads(p.read_text()) for p in cache.glob("*.savedhub.json")]
+    assert manifests  # the versioned URL, and the unversioned one that redirects to it
+    for manifest in manifests:
+        assert manifest["sha256"] == {p: hashlib.sha256(b).hexdigest() for p, b in packed.items()}
     monkeypatch.setenv("SAVEDHUB_OFFLINE", "1")
     assert Path(savedhub.resolve(published)) == folder
 

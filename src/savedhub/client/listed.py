@@ -57,7 +57,9 @@ def _entries(url: str, text: str) -> dict[str, int]:
     return listed
 
 
-def _download_file(url: str, target: Path, size: int, label: str) -> None:
+def _download_file(url: str, target: Path, size: int, label: str) -> str:
+    """Download one listed file of ``size`` bytes to ``target``; return its SHA-256 (hex),
+    taken as it arrived, for the cache's manifest."""
     with Download(url, None, label=label) as body:
         info = body.open()
         if info.status != 200:
@@ -75,7 +77,7 @@ def _download_file(url: str, target: Path, size: int, label: str) -> None:
                 f"listing said {size}; nothing was installed. Try again.",
                 url,
             )
-        body.finish()
+        return body.finish()
 
 
 def fetch_listed(listing_url: str, work: Path, label: str) -> Installed:
@@ -92,15 +94,17 @@ def fetch_listed(listing_url: str, work: Path, label: str) -> Installed:
         )
     listed = _entries(listing_url, text)
     work.mkdir(parents=True, exist_ok=True)
+    digests: dict[str, str] = {}
     for path, size in listed.items():
         target = work.joinpath(*PurePosixPath(path).parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         file_url = f"{listing_url.rstrip('/')}/{urllib.parse.quote(path)}"
-        _download_file(file_url, target, size, f"{label}: {path}")
+        digests[path] = _download_file(file_url, target, size, f"{label}: {path}")
     return Installed(
         url=listing_url,
         etag=None,
         archive_sha256=None,
         archive_bytes=sum(listed.values()),
         files=listed,
+        sha256=digests,
     )

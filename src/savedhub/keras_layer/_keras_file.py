@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from types import FrameType
 import tensorflow as tf
 
 from savedhub import config
+from savedhub._io import digest
 from savedhub.cache import Cache, Installed
 from savedhub.client.handles import Handle, HandleKind
 from savedhub.errors import KerasLayerError
@@ -127,8 +127,9 @@ def _members(archive: zipfile.ZipFile, key: str) -> tuple[str, list[zipfile.ZipI
 
 def _extract(
     archive: zipfile.ZipFile, prefix: str, members: list[zipfile.ZipInfo], dest: Path
-) -> dict[str, int]:
-    """Write the members under ``prefix`` into ``dest``; returns path -> size."""
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Write the members under ``prefix`` into ``dest``; returns path -> size and
+    path -> SHA-256 (hex)."""
     limit = config.max_extract_bytes()
     declared = sum(info.file_size for info in members)
     if declared > limit:
@@ -138,6 +139,7 @@ def _extract(
             "the file."
         )
     files: dict[str, int] = {}
+    digests: dict[str, str] = {}
     for info in members:
         relative = info.filename[len(prefix) :]
         if not relative or info.is_dir():
@@ -147,10 +149,14 @@ def _extract(
             raise KerasLayerError(f"Refusing the unsafe member {info.filename!r} of a .keras file.")
         target = dest.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
+        content = digest.new()  # for the cache's manifest, in this one pass
         with archive.open(info) as src, open(target, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+            while chunk := src.read(1 << 20):
+                content.update(chunk)
+                out.write(chunk)
         files["/".join(parts)] = info.file_size
-    return files
+        digests["/".join(parts)] = content.hexdigest()
+    return files, digests
 
 
 def install_from_archive(archive: zipfile.ZipFile, key: str) -> str | None:
@@ -161,13 +167,14 @@ def install_from_archive(archive: zipfile.ZipFile, key: str) -> str | None:
         return None
 
     def fetch(work: Path, _partial: Path) -> Installed:
-        files = _extract(archive, *located, work)
+        files, digests = _extract(archive, *located, work)
         return Installed(
             url=str(archive.filename or ""),
             etag=None,
             archive_sha256=None,
             archive_bytes=0,
             files=files,
+            sha256=digests,
         )
 
     return str(Cache().install(cache_handle(key), fetch))
