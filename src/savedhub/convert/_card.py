@@ -94,6 +94,6 @@ savedhub imports tensorflow-text for you when it loads the model.
   active only with `training=True`
 - `obj.signatures["serving_default"]`: `inputs` -> `{{"outputs": [batch, {hidden}]}}`
 - `obj.tokenize(inputs)`: the token ids the model sees (a `tf.RaggedTensor`)
-- `obj.encode(ids)`: the embeddings of such ids (`obj(inputs)` is `obj.encode(obj.tokenize(inputs))`)
+- `obj.encode(ids)`: embeddings of such ids; `obj(inputs)` is `obj.encode(obj.tokenize(inputs))`
 - `obj.variables`, `obj.trainable_variables`, `obj.regularization_losses` (empty)
 """
