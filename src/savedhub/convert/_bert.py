@@ -273,16 +273,16 @@ class SentenceEncoder(tf.train.Checkpoint):
         bias = (1.0 - mask)[:, tf.newaxis, tf.newaxis, :] * -1e9
         scale = 1.0 / math.sqrt(head_size)
         for layer in self.layers:
-            qkv = tf.matmul(x, layer["qkv_kernel"]) + layer["qkv_bias"]
-            qkv = tf.transpose(
-                tf.reshape(qkv, [batch, length, 3, heads, head_size]), [2, 0, 3, 1, 4]
-            )
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = tf.matmul(q * scale, k, transpose_b=True) + bias
+            # bias_add (not +) lets TensorFlow's oneDNN remapper fuse each matmul with its
+            # bias (and GELU) into one kernel; the einsums read q, k and v in place, without
+            # the 5-D transpose a reshape to [3, batch, heads, length, head] would need.
+            qkv = tf.nn.bias_add(tf.matmul(x, layer["qkv_kernel"]), layer["qkv_bias"])
+            q, k, v = tf.split(tf.reshape(qkv, [batch, length, 3 * heads, head_size]), 3, axis=2)
+            scores = tf.einsum("bqhd,bkhd->bhqk", q * scale, k) + bias
             probs = self._dropout(tf.nn.softmax(scores, axis=-1), self._attention_dropout, training)
-            context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, hidden])
-            attended = (
-                tf.matmul(context, layer["attention_out_kernel"]) + layer["attention_out_bias"]
+            context = tf.reshape(tf.einsum("bhqk,bkhd->bqhd", probs, v), [-1, hidden])
+            attended = tf.nn.bias_add(
+                tf.matmul(context, layer["attention_out_kernel"]), layer["attention_out_bias"]
             )
             x = _layer_norm(
                 x + self._dropout(attended, self._hidden_dropout, training),
@@ -290,10 +290,9 @@ class SentenceEncoder(tf.train.Checkpoint):
                 layer["attention_norm_beta"],
                 self._eps,
             )
-            inner = self._act(
-                tf.matmul(x, layer["intermediate_kernel"]) + layer["intermediate_bias"]
-            )
-            out = tf.matmul(inner, layer["output_kernel"]) + layer["output_bias"]
+            inner = tf.matmul(x, layer["intermediate_kernel"])
+            inner = self._act(tf.nn.bias_add(inner, layer["intermediate_bias"]))
+            out = tf.nn.bias_add(tf.matmul(inner, layer["output_kernel"]), layer["output_bias"])
             x = _layer_norm(
                 x + self._dropout(out, self._hidden_dropout, training),
                 layer["output_norm_gamma"],
