@@ -324,6 +324,12 @@ def main() -> None:
         print(f"| {name:<40} |{cells}")
     for note in notes:
         print(f"  {note}")
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        print(
+            "  the load average exceeds the CPU count: runtimes whose thread pools spin-wait "
+            "(ONNX Runtime, torch) lose far more than TensorFlow, so these ratios are not "
+            "those of a quiet machine"
+        )
 
     print(f"\nbatch 1, milliseconds over {args.calls} calls")
     print(f"| {'runtime':<40} |   p50 |   p99 |")
