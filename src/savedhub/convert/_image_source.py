@@ -160,8 +160,8 @@ def read_image_source(src: str | os.PathLike[str]) -> ImageSource:
     fc = weights.get("_fc.weight")
     num_classes = int(fc.shape[0]) if fc is not None and fc.ndim == 2 else 1000
     expected = expected_shapes(num_classes)
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
+    missing = [k for k in expected if k not in weights]  # in the network's order
+    unexpected = [k for k in weights if k not in expected]
     wrong = sorted(
         f"{k} {tuple(weights[k].shape)} (expected {expected[k]})"
         for k in set(expected) & set(weights)
