@@ -51,25 +51,27 @@ class _BatchNorm(tf.Module):
             weights[prefix + ".running_var"], trainable=False, name=f"{name}/moving_variance"
         )
 
-    def __call__(self, x: tf.Tensor, training: bool, momentum: tf.Tensor) -> tf.Tensor:
-        # One fused op either way (fewer ops to trace and run). In training it returns the
-        # batch's mean and its unbiased variance (exponential_avg_factor=1), which move the
-        # moving averages by a momentum that is a tensor, so one trace serves every value.
+    def __call__(self, x: tf.Tensor, training: bool, decay: tf.Tensor | None) -> tf.Tensor:
+        """Normalise ``x``; in training, move the averages by ``decay`` (1 - momentum).
+
+        One fused op either way. In training it returns the batch's mean and unbiased
+        variance (``exponential_avg_factor=1``), and the moving averages move by a decay
+        that is a tensor, so one trace serves every momentum.
+        """
+        none = tf.constant([], tf.float32)
         y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
             x=x,
             scale=self.gamma,
             offset=self.beta,
-            mean=self.moving_mean if not training else tf.zeros_like(self.moving_mean),
-            variance=self.moving_variance if not training else tf.ones_like(self.moving_mean),
+            mean=none if training else self.moving_mean,
+            variance=none if training else self.moving_variance,
             epsilon=BN_EPSILON,
             exponential_avg_factor=1.0,
             is_training=training,
         )
         if training:
-            self.moving_mean.assign(momentum * self.moving_mean + (1.0 - momentum) * mean)
-            self.moving_variance.assign(
-                momentum * self.moving_variance + (1.0 - momentum) * variance
-            )
+            self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
+            self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
         return y
 
 
@@ -138,16 +140,22 @@ class EfficientNetLite(tf.train.Checkpoint):
                 autograph=False,
             )
         ]
-        # Plain Python control flow only: autograph would just slow tracing down.
+        # Plain Python control flow only: autograph would just slow tracing down. Inference
+        # is one function that both __call__ and the serving signature call, so the
+        # SavedModel holds (and loads) its graph once.
+        self._infer = tf.function(
+            lambda images: self._forward(images, False, None),
+            input_signature=[IMAGES],
+            autograph=False,
+        )
         self.__call__ = tf.function(self._call, autograph=False)
         for training in (False, True):
             self.__call__.get_concrete_function(
                 IMAGES, training=training, batch_norm_momentum=MOMENTUM
             )
         key = "logits" if head == "classification" else "feature_vector"
-        default_momentum = tf.constant(0.997)  # reuses the traced inference function
         self.serve = tf.function(
-            lambda images: {key: self.__call__(images, False, default_momentum)},
+            lambda images: {key: self._infer(images)},
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
             autograph=False,
         )
@@ -158,26 +166,30 @@ class EfficientNetLite(tf.train.Checkpoint):
         training: bool = False,
         batch_norm_momentum: float | tf.Tensor = 0.997,
     ) -> tf.Tensor:
-        momentum = tf.cast(batch_norm_momentum, tf.float32)
+        if not training:
+            return self._infer(images)
+        return self._forward(images, True, 1.0 - tf.cast(batch_norm_momentum, tf.float32))
+
+    def _forward(self, images: tf.Tensor, training: bool, decay: tf.Tensor | None) -> tf.Tensor:
         x = images * (255.0 / 128.0) - (127.0 / 128.0)  # [0, 1] -> the original's (x-127)/128
         x = tf.nn.conv2d(x, self.stem_kernel, 2, "SAME")
-        x = tf.nn.relu6(self.stem_bn(x, training, momentum))
+        x = tf.nn.relu6(self.stem_bn(x, training, decay))
         for i, (spec, block) in enumerate(zip(LITE0_BLOCKS, self.blocks, strict=True)):
             inputs = x
             if "expand_kernel" in block:
                 x = tf.nn.conv2d(x, block["expand_kernel"], 1, "SAME")
-                x = tf.nn.relu6(block["expand_bn"](x, training, momentum))
+                x = tf.nn.relu6(block["expand_bn"](x, training, decay))
             strides = [1, spec.stride, spec.stride, 1]
             x = tf.nn.depthwise_conv2d(x, block["depthwise_kernel"], strides, "SAME")
-            x = tf.nn.relu6(block["depthwise_bn"](x, training, momentum))
+            x = tf.nn.relu6(block["depthwise_bn"](x, training, decay))
             x = tf.nn.conv2d(x, block["project_kernel"], 1, "SAME")
-            x = block["project_bn"](x, training, momentum)
+            x = block["project_bn"](x, training, decay)
             if spec.has_skip:
                 if training:
                     x = self._drop_connect(x, DROP_CONNECT_RATE * i / len(LITE0_BLOCKS))
                 x = x + inputs
         x = tf.nn.conv2d(x, self.head_kernel, 1, "SAME")
-        x = tf.nn.relu6(self.head_bn(x, training, momentum))
+        x = tf.nn.relu6(self.head_bn(x, training, decay))
         features = tf.reduce_mean(x, axis=[1, 2])
         if self._head == "feature_vector":
             return features
