@@ -8,8 +8,6 @@ Keras runs on small crops (the model takes any size) and a few steps, to stay fa
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import savedhub as hub
-from hubserver import running_hub
+from hubserver import push, running_hub
 from photos import golden, photos
 
 TOKEN = "efficientnet-test-token"
@@ -42,13 +40,7 @@ def urls(
             ("feature_vector", efficientnet_feature_vector_path),
         ):
             url = f"{running.url}/tensorflow/efficientnet-lite0-{head.replace('_', '-')}/1"
-            result = subprocess.run(
-                [sys.executable, "-m", "savedhub.cli", "push", path, url, "--token", TOKEN],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert result.returncode == 0, result.stderr[-2000:] + running.output()[-2000:]
+            push(running, path, url, TOKEN)
             found[head] = url
         yield found
 
