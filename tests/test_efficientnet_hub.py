@@ -17,8 +17,9 @@ import pytest
 import tensorflow as tf
 
 import savedhub as hub
-from hubserver import push, running_hub
+from hubserver import running_hub
 from photos import golden, photos
+from savedhub.publish.push import push
 
 TOKEN = "efficientnet-test-token"
 CROP = 96  # training crops; the photos are 224x224
@@ -40,7 +41,7 @@ def urls(
             ("feature_vector", efficientnet_feature_vector_path),
         ):
             url = f"{running.url}/tensorflow/efficientnet-lite0-{head.replace('_', '-')}/1"
-            push(running, path, url, TOKEN)
+            push(path, url, token=TOKEN)  # in this process: TensorFlow is imported already
             found[head] = url
         yield found
 
