@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 TINY = DATA / "torch_formats"
 
 
-def _assert_agrees(logits: np.ndarray, rows: list[dict]) -> None:  # type: ignore[type-arg]
+def _assert_agrees(logits: np.ndarray, rows: list[dict[str, Any]]) -> None:
     """Identical top-1 and top-5, logits within 1e-3, cosine >= 0.9999, row by row."""
     for mine, row in zip(logits, rows, strict=True):
         expected = np.array(row["logits"])
@@ -101,6 +102,12 @@ def test_reader_refuses_sizes_the_file_does_not_hold(tmp_path: Path) -> None:
     path = _zip_checkpoint(tmp_path / "lying.pth", lying, {"0": b"\0" * 8})
     with pytest.raises(UnsupportedSourceError, match="holds 8 bytes, not the 4000000000000"):
         read_state_dict(path)
+    # A storage that would inflate past the file's size: compressed members are refused.
+    with zipfile.ZipFile(tmp_path / "bomb.pth", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", lying)
+        archive.writestr("archive/data/0", b"\0" * 10**6)
+    with pytest.raises(UnsupportedSourceError, match="compressed, which torch.save never does"):
+        read_state_dict(tmp_path / "bomb.pth")
 
 
 # -- what convert accepts and refuses -----------------------------------------------------

@@ -161,6 +161,11 @@ def _read_zip(path: str, archive: zipfile.ZipFile) -> Any:
     if len(pickles) != 1:
         raise _refuse(path, "the zip has no single <folder>/data.pkl")
     root = pickles[0].rsplit("/", 1)[0]
+    # torch.save stores members uncompressed; a compressed one could expand past the file's
+    # size (a zip bomb), so only stored members are read and what is read is what is on disk.
+    packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise _refuse(path, f"its members {packed[:3]} are compressed, which torch.save never does")
     storages: dict[str, np.ndarray] = {}
 
     def load_storage(pid: tuple[Any, ...]) -> np.ndarray:
