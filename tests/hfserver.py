@@ -249,23 +249,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if repo is None:
             self._error(401, "RepoNotFound", "Repository not found", head)
             return
-        if repo.gated_token is not None:
-            if self.headers.get("Authorization") != f"Bearer {repo.gated_token}":
-                self._error(
-                    401,
-                    "GatedRepo",
-                    f"Access to model {repo_id} is restricted. You must have access to it "
-                    "and be authenticated to access it. Please log in.",
-                    head,
-                )
-                return
+        token = self.headers.get("Authorization")
+        if repo.gated_token is not None and token != f"Bearer {repo.gated_token}":
+            self._error(
+                401,
+                "GatedRepo",
+                f"Access to model {repo_id} is restricted. You must have access to it "
+                "and be authenticated to access it. Please log in.",
+                head,
+            )
+            return
         sha = hub.revision(repo, rev)
         if sha is None:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}", head)
             return
         blob = repo.commits[sha].get(name)
         if blob is None:
-            self._error(404, "EntryNotFound", f"{name} does not exist", head, **{"X-Repo-Commit": sha})
+            self._error(
+                404, "EntryNotFound", f"{name} does not exist", head, **{"X-Repo-Commit": sha}
+            )
             return
         if name.endswith(".safetensors"):  # an LFS file: redirect to the CDN
             headers = {

@@ -47,7 +47,9 @@ class SentenceTransformerReference:
 
     def __init__(self, folder: str | Path) -> None:
         folder = Path(folder)
-        modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())]
+        modules = [
+            m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())
+        ]
         assert modules[:2] == ["Transformer", "Pooling"], modules
         self.normalize = modules[2:] == ["Normalize"]
         pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-import tiny_bert
 
 import savedhub
+import tiny_bert
 from savedhub.convert import convert, sha256_of
 from savedhub.errors import ModelNotFoundError, OutputExistsError, UnsupportedSourceError
 

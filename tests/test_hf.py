@@ -10,22 +10,29 @@ with the independent numpy reference (``minilm_reference.py``).
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import savedhub as hub
 import tiny_bert
 from hfserver import FakeHub
 from minilm_reference import SentenceTransformerReference
-
-import savedhub as hub
+from savedhub._wire import ArchiveRecord, VersionRecord
 from savedhub.errors import (
     InvalidHandleError,
     ModelNotFoundError,
@@ -179,8 +186,16 @@ def test_cli_download_prints_the_converted_folder(
     hf_minilm: str, fake_hf: FakeHub, session_cache: Path
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "savedhub.cli", "download", f"hf://{MINILM}", "--json",
-         "--cache-dir", str(session_cache)],
+        [
+            sys.executable,
+            "-m",
+            "savedhub.cli",
+            "download",
+            f"hf://{MINILM}",
+            "--json",
+            "--cache-dir",
+            str(session_cache),
+        ],
         capture_output=True,
         text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
@@ -202,43 +217,10 @@ def _check_against_reference(model: object, folder: Path, max_len: int) -> np.nd
     ours = model(tf.constant(TEXTS)).numpy()  # type: ignore[operator]
     theirs = reference.embed(TEXTS)
     assert (_cosines(ours, theirs) >= 0.9999).all()
-    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), np.linalg.norm(theirs, axis=1), rtol=1e-3)
+    np.testing.assert_allclose(
+        np.linalg.norm(ours, axis=1), np.linalg.norm(theirs, axis=1), rtol=1e-3
+    )
     return ours
-
-
-def test_bge_style_then_a_cased_commit_each_match_the_reference_and_pins_hold(
-    fake_hf: FakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Commit 1: CLS pooling, no Normalize, lower-cased (bge-style). Commit 2 on main:
-    cased, mean pooling with Normalize, max_seq_length 9. A new commit converts again;
-    the handle pinned to commit 1 does not."""
-    repo = "acme/tiny-encoder"
-    sources = tmp_path / "sources"
-    bge = tiny_bert.build(sources / "bge", cased=False, pooling="cls", normalize=False,
-                          max_seq_length=16, seed=1)
-    first = fake_hf.add_commit(repo, _files(bge))
-    caplog.set_level("INFO", logger="savedhub")
-
-    layer = hub.KerasLayer(f"hf://{repo}")
-    ours = _check_against_reference(hub.load(f"hf://{repo}"), bge, 16)
-    assert not np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-3)  # no Normalize
-    np.testing.assert_allclose(layer(tf.constant(TEXTS)).numpy(), ours, atol=1e-5)
-    first_path = hub.resolve(f"hf://{repo}")
-    card = Path(first_path, "README.md").read_text(encoding="utf-8")
-    assert "the [CLS] token" in card and "L2" not in card and first in card
-
-    cased = tiny_bert.build(sources / "cased", cased=True, pooling="mean", normalize=True,
-                            max_seq_length=9, seed=2)
-    second = fake_hf.add_commit(repo, _files(cased))
-    _check_against_reference(hub.load(f"hf://{repo}"), cased, 9)
-    second_path = hub.resolve(f"hf://{repo}@{second}")
-    assert second_path != first_path
-
-    fake_hf.clear_log()
-    assert hub.resolve(f"hf://{repo}@{first}") == first_path
-    assert fake_hf.requests == []
-    conversions = [r for r in caplog.records if r.getMessage().startswith("converting")]
-    assert len(conversions) == 2, [r.getMessage() for r in conversions]
 
 
 def test_unsupported_architecture_fails_after_fetching_only_its_config(
@@ -287,45 +269,132 @@ def test_missing_repositories_revisions_and_bad_handles_say_what_is_wrong() -> N
             hub.resolve(bad)
 
 
-def test_processes_asking_at_once_convert_once(fake_hf: FakeHub, tmp_path: Path) -> None:
-    """The cache's lock makes 8 processes share one conversion; those that waited
-    load the result without ever importing TensorFlow."""
-    repo = "acme/tiny-shared"
-    fake_hf.add_commit(repo, _variant_files(tmp_path, "shared", seed=3))
-    fake_hf.clear_log()
+def _resolve_in_processes(handle: str, count: int) -> list[tuple[str, bool, str]]:
+    """``savedhub.resolve(handle)`` in ``count`` fresh processes that start together:
+    (path, whether TensorFlow got imported, stderr) of each."""
+    start = time.time() + 3  # all of them past their imports before any asks
     code = textwrap.dedent(
         f"""
         import json, logging, sys, time
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         import savedhub
-        assert "huggingface_hub" not in sys.modules
-        while time.time() < {{start}}:
-            time.sleep(0.01)
-        path = savedhub.resolve("hf://{repo}")
+        assert "huggingface_hub" not in sys.modules  # imported only for an hf:// handle
+        time.sleep(max(0.0, {start} - time.time()))
+        path = savedhub.resolve({handle!r})
         print(json.dumps([path, "tensorflow" in sys.modules]))
         """
     )
-    import time
-
-    start = time.time() + 4
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", code.replace("{start}", str(start))],
+            [sys.executable, "-c", code],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
-        for _ in range(8)
+        for _ in range(count)
     ]
-    results = [p.communicate(timeout=300) for p in processes]
-    for process, (out, err) in zip(processes, results, strict=True):
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
         assert process.returncode == 0, err[-2000:]
-    answers = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
-    assert len({path for path, _ in answers}) == 1
-    converted = sum(err.count("converting acme/tiny-shared") for _, err in results)
-    assert converted == 1
-    assert sum(1 for _, imported_tf in answers if imported_tf) == 1
+        path, imported_tf = json.loads(out.strip().splitlines()[-1])
+        results.append((path, imported_tf, err))
+    return results
+
+
+def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds(
+    fake_hf: FakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Commit 1, bge-style (CLS pooling, no Normalize, lower-cased, max_seq_length 16),
+    is asked for by 8 processes at once: the cache's lock lets one convert, the others
+    wait and load its result without importing TensorFlow. Commit 2 on main, cased with
+    mean pooling, Normalize and max_seq_length 9, converts again; the handle pinned to
+    commit 1 does not. Both match the numpy reference."""
+    repo = "acme/tiny-encoder"
+    sources = tmp_path / "sources"
+    bge = tiny_bert.build(
+        sources / "bge", cased=False, pooling="cls", normalize=False, max_seq_length=16, seed=1
+    )
+    first = fake_hf.add_commit(repo, _files(bge))
+    fake_hf.clear_log()
+
+    answers = _resolve_in_processes(f"hf://{repo}", 8)
+    first_path = answers[0][0]
+    assert {path for path, _, _ in answers} == {first_path}
+    assert sum(err.count(f"converting {repo}") for _, _, err in answers) == 1
+    assert sum(1 for _, imported_tf, _ in answers if imported_tf) == 1
     assert fake_hf.count("/model.safetensors", method="HEAD") == 1
     assert sum(1 for m, p in fake_hf.requests if p.startswith("/lfs/") and m == "GET") == 1
+
+    caplog.set_level("INFO", logger="savedhub")
+    ours = _check_against_reference(hub.load(f"hf://{repo}"), bge, 16)
+    assert not np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-3)  # no Normalize
+    layer = hub.KerasLayer(f"hf://{repo}")
+    np.testing.assert_allclose(layer(tf.constant(TEXTS)).numpy(), ours, atol=1e-5)
+    card = Path(first_path, "README.md").read_text(encoding="utf-8")
+    assert "the [CLS] token" in card and "L2" not in card and first in card
+
+    cased = tiny_bert.build(
+        sources / "cased", cased=True, pooling="mean", normalize=True, max_seq_length=9, seed=2
+    )
+    second = fake_hf.add_commit(repo, _files(cased))
+    _check_against_reference(hub.load(f"hf://{repo}"), cased, 9)
+    assert hub.resolve(f"hf://{repo}@{second}") != first_path
+    conversions = [r for r in caplog.records if r.getMessage().startswith("converting")]
+    assert len(conversions) == 1, [r.getMessage() for r in conversions]  # commit 2 only
+
+    fake_hf.clear_log()
+    assert hub.resolve(f"hf://{repo}@{first}") == first_path
+    assert fake_hf.requests == []
+
+
+class _HubAcceptingPuts(http.server.BaseHTTPRequestHandler):
+    """A hub's upload route: keeps the archive and answers 201 with its digest."""
+
+    received: list[tuple[str, bytes]] = []
+
+    def do_PUT(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, body))
+        archive = ArchiveRecord("model.tar.gz", hashlib.sha256(body).hexdigest(), len(body))
+        record = VersionRecord("sentence-transformers", "all-minilm-l6-v2", "1", archive)
+        data = json.dumps({"url": "published", "metadata": record.to_json()}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_push_publishes_the_converted_model_with_its_card(
+    hf_minilm: str, fake_hf: FakeHub, session_cache: Path
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubAcceptingPuts)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _HubAcceptingPuts.received = []
+    url = f"http://127.0.0.1:{server.server_address[1]}/sentence-transformers/all-minilm-l6-v2/1"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "savedhub.cli", "push", f"hf://{MINILM}", url, "--json"],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SAVEDHUB_CACHE_DIR=str(session_cache)),
+            timeout=300,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr[-2000:]
+    [(path, body)] = _HubAcceptingPuts.received
+    assert path == "/api/models/sentence-transformers/all-minilm-l6-v2/1"
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        names = archive.getnames()
+        card = archive.extractfile("README.md").read().decode()  # type: ignore[union-attr]
+    assert "saved_model.pb" in names and "variables/variables.index" in names
+    assert card == Path(hf_minilm, "README.md").read_text(encoding="utf-8")
+    assert f"hf://{MINILM}" in card and fake_hf.minilm_a in card  # type: ignore[attr-defined]

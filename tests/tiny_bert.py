@@ -123,7 +123,10 @@ def build(
         modules.append(_module(2, "2_Normalize", "Normalize"))
     (folder / "modules.json").write_text(json.dumps(modules))
     (folder / "1_Pooling").mkdir()
-    modes = {"pooling_mode_cls_token": pooling == "cls", "pooling_mode_mean_tokens": pooling == "mean"}
+    modes = {
+        "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean",
+    }
     (folder / "1_Pooling" / "config.json").write_text(
         json.dumps({"word_embedding_dimension": HIDDEN, **modes, "pooling_mode_max_tokens": False})
     )

@@ -101,7 +101,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- subcommands --------------------------------------------------------------
 
 _JSON = arg("--json", action="store_true", help="print JSON for scripts")
-_HANDLE = arg("handle", help="model URL, archive URL or path")
+_HANDLE = arg("handle", help="model URL, archive URL, path or hf://ORG/NAME[@REVISION]")
 _CACHE_DIR = arg(
     "--cache-dir",
     metavar="DIR",
@@ -526,7 +526,12 @@ def _serve(args: argparse.Namespace) -> int:
 @command(
     "push",
     "publish a model folder or archive to a hub as URL (http://HOST/PUBLISHER/MODEL/VERSION)",
-    arg("src", metavar="DIR|ARCHIVE", help="a SavedModel folder (packed first) or a .tar.gz"),
+    arg(
+        "src",
+        metavar="DIR|ARCHIVE|hf://ORG/NAME",
+        help="a SavedModel folder (packed first), a .tar.gz, or a Hugging Face model "
+        "(converted first)",
+    ),
     arg("url", help="the version's URL on the hub"),
     arg("--token", help="the hub's publishing token (default: $SAVEDHUB_TOKEN)"),
     _JSON,

@@ -97,9 +97,7 @@ def _fetch_source(commit: RepoCommit) -> Path:
     transformer_config = _joined(layout.transformer, "config.json")
     if transformer_config not in commit.files:
         raise _refuse(handle, f"its Transformer module has no {transformer_config}")
-    convert.check_transformer_config(
-        handle.original, hf_fetch.download(commit, transformer_config)
-    )
+    convert.check_transformer_config(handle.original, hf_fetch.download(commit, transformer_config))
     pooling_config = _joined(layout.pooling, "config.json")
     if pooling_config in commit.files:
         hf_fetch.download(commit, pooling_config)
@@ -177,7 +175,9 @@ def resolve_hf(handle: Handle, cache_dir: str | os.PathLike[str] | None = None) 
     cache = Cache(cache_dir)
     if config.hf_offline():
         return _offline_copy(handle, cache, "offline mode is on (SAVEDHUB_OFFLINE/HF_HUB_OFFLINE)")
-    pinned = handle.revision if handle.revision and hf_fetch.COMMIT_SHA.match(handle.revision) else None
+    pinned = (
+        handle.revision if handle.revision and hf_fetch.COMMIT_SHA.match(handle.revision) else None
+    )
     if pinned:
         found = cache.find(converted_handle(handle, pinned))
         if found is not None:

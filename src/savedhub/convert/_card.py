@@ -13,6 +13,7 @@ from pathlib import Path
 
 from savedhub.convert._source import BertSource
 
+
 @dataclass(frozen=True)
 class Origin:
     """Where a converted model's source came from, for its card.

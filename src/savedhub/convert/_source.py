@@ -120,7 +120,9 @@ def read_layout(src: str | os.PathLike[str]) -> ModuleLayout:
     )
 
 
-def check_transformer_config(src: str | os.PathLike[str], config_file: str | os.PathLike[str]) -> None:
+def check_transformer_config(
+    src: str | os.PathLike[str], config_file: str | os.PathLike[str]
+) -> None:
     """Refuse a Transformer ``config.json`` the converter cannot build, naming its
     architecture and the supported ones (before any weights are read or fetched).
 
@@ -131,7 +133,9 @@ def check_transformer_config(src: str | os.PathLike[str], config_file: str | os.
     _bert_config(os.fspath(src), path.parent, config_name=path.name)
 
 
-def check_pooling_config(src: str | os.PathLike[str], pooling_folder: str | os.PathLike[str]) -> str:
+def check_pooling_config(
+    src: str | os.PathLike[str], pooling_folder: str | os.PathLike[str]
+) -> str:
     """The pooling mode (mean, cls or max) of a Pooling module's folder, or a refusal.
 
     Raises:
