@@ -10,8 +10,6 @@ with the independent numpy reference (``minilm_reference.py``).
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import io
 import json
 import os
@@ -19,7 +17,6 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +29,7 @@ import savedhub as hub
 import tiny_bert
 from hfserver import FakeHub
 from minilm_reference import SentenceTransformerReference
-from savedhub._wire import ArchiveRecord, VersionRecord
+from puthub import PutHub, put_hub
 from savedhub.errors import (
     InvalidHandleError,
     ModelNotFoundError,
@@ -61,7 +58,6 @@ MINILM_NEEDED = {
     "tokenizer_config.json",
     "tokenizer.json",
     "vocab.txt",
-    "special_tokens_map.json",
     "model.safetensors",
 }
 
@@ -350,35 +346,11 @@ def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds(
     assert fake_hf.requests == []
 
 
-class _HubAcceptingPuts(http.server.BaseHTTPRequestHandler):
-    """A hub's upload route: keeps the archive and answers 201 with its digest."""
-
-    received: list[tuple[str, bytes]] = []
-
-    def do_PUT(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((self.path, body))
-        archive = ArchiveRecord("model.tar.gz", hashlib.sha256(body).hexdigest(), len(body))
-        record = VersionRecord("sentence-transformers", "all-minilm-l6-v2", "1", archive)
-        data = json.dumps({"url": "published", "metadata": record.to_json()}).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_push_publishes_the_converted_model_with_its_card(
     hf_minilm: str, fake_hf: FakeHub, session_cache: Path
 ) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubAcceptingPuts)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _HubAcceptingPuts.received = []
-    url = f"http://127.0.0.1:{server.server_address[1]}/sentence-transformers/all-minilm-l6-v2/1"
-    try:
+    with put_hub() as base:
+        url = f"{base}/sentence-transformers/all-minilm-l6-v2/1"
         result = subprocess.run(
             [sys.executable, "-m", "savedhub.cli", "push", f"hf://{MINILM}", url, "--json"],
             capture_output=True,
@@ -386,11 +358,8 @@ def test_push_publishes_the_converted_model_with_its_card(
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SAVEDHUB_CACHE_DIR=str(session_cache)),
             timeout=300,
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.returncode == 0, result.stderr[-2000:]
-    [(path, body)] = _HubAcceptingPuts.received
+    [(path, body)] = PutHub.received
     assert path == "/api/models/sentence-transformers/all-minilm-l6-v2/1"
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         names = archive.getnames()

@@ -48,7 +48,6 @@ _TRANSFORMER_FILES = (
     "tokenizer_config.json",
     "tokenizer.json",
     "vocab.txt",
-    "special_tokens_map.json",
     "model.safetensors",
 )
 _ROOT_FILES = ("modules.json", "README.md")
