@@ -300,14 +300,15 @@ def _resolve_in_processes(handle: str, count: int) -> list[tuple[str, bool, str]
     return results
 
 
-def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds(
+def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds_push(
     fake_hf: FakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Commit 1, bge-style (CLS pooling, no Normalize, lower-cased, max_seq_length 16),
     is asked for by 8 processes at once: the cache's lock lets one convert, the others
     wait and load its result without importing TensorFlow. Commit 2 on main, cased with
     mean pooling, Normalize and max_seq_length 9, converts again; the handle pinned to
-    commit 1 does not. Both match the numpy reference."""
+    commit 1 does not. Both match the numpy reference. ``savedhub push hf://...@commit1``
+    then publishes the converted model with its card."""
     repo = "acme/tiny-encoder"
     sources = tmp_path / "sources"
     bge = tiny_bert.build(
@@ -345,25 +346,28 @@ def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds(
     assert hub.resolve(f"hf://{repo}@{first}") == first_path
     assert fake_hf.requests == []
 
-
-def test_push_publishes_the_converted_model_with_its_card(
-    hf_minilm: str, fake_hf: FakeHub, session_cache: Path
-) -> None:
+    # savedhub push hf://... publishes the converted model with its card.
     with put_hub() as base:
-        url = f"{base}/sentence-transformers/all-minilm-l6-v2/1"
         result = subprocess.run(
-            [sys.executable, "-m", "savedhub.cli", "push", f"hf://{MINILM}", url, "--json"],
+            [
+                sys.executable,
+                "-m",
+                "savedhub.cli",
+                "push",
+                f"hf://{repo}@{first}",
+                f"{base}/acme/tiny-encoder/1",
+                "--json",
+            ],
             capture_output=True,
             text=True,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SAVEDHUB_CACHE_DIR=str(session_cache)),
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
             timeout=300,
         )
     assert result.returncode == 0, result.stderr[-2000:]
     [(path, body)] = PutHub.received
-    assert path == "/api/models/sentence-transformers/all-minilm-l6-v2/1"
+    assert path == "/api/models/acme/tiny-encoder/1"
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         names = archive.getnames()
         card = archive.extractfile("README.md").read().decode()  # type: ignore[union-attr]
     assert "saved_model.pb" in names and "variables/variables.index" in names
-    assert card == Path(hf_minilm, "README.md").read_text(encoding="utf-8")
-    assert f"hf://{MINILM}" in card and fake_hf.minilm_a in card  # type: ignore[attr-defined]
+    assert card == Path(first_path, "README.md").read_text(encoding="utf-8")
