@@ -178,6 +178,20 @@ def test_offline_serves_the_converted_copy_without_a_request(
         hub.resolve("hf://acme/never-seen", cache_dir=session_cache)
 
 
+def test_an_unreachable_hub_serves_the_converted_copy(
+    hf_minilm: str, session_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", dead)
+    assert hub.resolve(f"hf://{MINILM}", cache_dir=session_cache) == hf_minilm
+    with pytest.raises(TransferError, match="could not be reached"):
+        hub.resolve("hf://acme/never-seen", cache_dir=session_cache)
+
+
 def test_cli_download_prints_the_converted_folder(
     hf_minilm: str, fake_hf: FakeHub, session_cache: Path
 ) -> None:
