@@ -17,12 +17,15 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tqdm
 
 from savedhub import config
 from savedhub.client.handles import Handle
@@ -212,6 +215,8 @@ def download(commit: RepoCommit, filename: str) -> Path:
     """
     from huggingface_hub import hf_hub_download
 
+    # huggingface_hub draws its bars on a terminal; SAVEDHUB_DISABLE_PROGRESS=1 silences them.
+    quiet: Any = None if config.show_progress() else functools.partial(tqdm.tqdm, disable=True)
     with _translated(commit.handle, filename):
         path = hf_hub_download(
             commit.repo,
@@ -219,5 +224,6 @@ def download(commit: RepoCommit, filename: str) -> Path:
             revision=commit.sha,
             cache_dir=str(config.hf_cache_dir()),
             endpoint=commit.endpoint,
+            tqdm_class=quiet,
         )
     return Path(path)
