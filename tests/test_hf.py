@@ -250,6 +250,18 @@ def test_unsupported_architecture_fails_after_fetching_only_its_config(
     assert not any(p.name.endswith(".savedhub.json") for p in (tmp_path / "cache").glob("*"))
 
 
+def test_an_oversized_config_is_refused_before_it_is_read(
+    fake_hf: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from savedhub.client import hf
+
+    fake_hf.add_commit("acme/huge-config", _variant_files(tmp_path, "huge"))
+    monkeypatch.setattr(hf, "SMALL_FILE_LIMIT", 64)
+    with pytest.raises(UnsupportedSourceError, match="config.json is .* bytes, more than"):
+        hub.resolve("hf://acme/huge-config")
+    assert fake_hf.files_fetched("acme/huge-config") == {"config.json"}
+
+
 def test_gated_repository_needs_hf_token(
     fake_hf: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

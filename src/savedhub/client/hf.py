@@ -48,9 +48,13 @@ _TRANSFORMER_FILES = (
     "tokenizer_config.json",
     "tokenizer.json",
     "vocab.txt",
-    "model.safetensors",
+    "model.safetensors",  # last: the big one
 )
 _ROOT_FILES = ("modules.json", "README.md")
+_WEIGHTS = "model.safetensors"
+# Every file but the weights is read whole into memory: configs are kilobytes and a
+# large tokenizer.json a few megabytes, so anything past this is refused unread.
+SMALL_FILE_LIMIT = 64 << 20
 
 
 def converted_handle(handle: Handle, sha: str) -> Handle:
@@ -75,6 +79,18 @@ def _refuse(handle: Handle, found: str) -> UnsupportedSourceError:
     )
 
 
+def _fetch(commit: RepoCommit, name: str) -> Path:
+    """One file of ``commit``; a file other than the weights must be small to be read."""
+    path = hf_fetch.download(commit, name)
+    if not name.endswith(_WEIGHTS) and path.stat().st_size > SMALL_FILE_LIMIT:
+        raise _refuse(
+            commit.handle,
+            f"its {name} is {path.stat().st_size} bytes, more than the "
+            f"{SMALL_FILE_LIMIT >> 20} MiB a configuration or vocabulary file may be",
+        )
+    return path
+
+
 def _fetch_source(commit: RepoCommit) -> Path:
     """Download what the converter needs, checking the architecture first; returns
     the snapshot folder (in Hugging Face's cache) holding them."""
@@ -89,19 +105,19 @@ def _fetch_source(commit: RepoCommit) -> Path:
             f"model (it holds: {listing})",
         )
     if "config.json" in commit.files:  # the usual layout: the Transformer at the root
-        config_file = hf_fetch.download(commit, "config.json")
+        config_file = _fetch(commit, "config.json")
         convert.check_transformer_config(handle.original, config_file)
-    snapshot = hf_fetch.download(commit, "modules.json").parent
+    snapshot = _fetch(commit, "modules.json").parent
     layout = convert.read_layout(snapshot)
     transformer_config = _joined(layout.transformer, "config.json")
     if transformer_config not in commit.files:
         raise _refuse(handle, f"its Transformer module has no {transformer_config}")
-    convert.check_transformer_config(handle.original, hf_fetch.download(commit, transformer_config))
+    convert.check_transformer_config(handle.original, _fetch(commit, transformer_config))
     pooling_config = _joined(layout.pooling, "config.json")
     if pooling_config in commit.files:
-        hf_fetch.download(commit, pooling_config)
+        _fetch(commit, pooling_config)
     convert.check_pooling_config(handle.original, snapshot / layout.pooling)
-    weights = _joined(layout.transformer, "model.safetensors")
+    weights = _joined(layout.transformer, _WEIGHTS)
     if weights not in commit.files:
         others = sorted(f for f in commit.files if f.endswith((".bin", ".h5", ".onnx")))
         raise _refuse(
@@ -111,7 +127,7 @@ def _fetch_source(commit: RepoCommit) -> Path:
     wanted = [_joined(layout.transformer, name) for name in _TRANSFORMER_FILES]
     for name in [*_ROOT_FILES, *wanted]:
         if name in commit.files:
-            hf_fetch.download(commit, name)
+            _fetch(commit, name)
     return snapshot
 
 
