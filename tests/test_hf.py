@@ -262,6 +262,16 @@ def test_an_oversized_config_is_refused_before_it_is_read(
     assert fake_hf.files_fetched("acme/huge-config") == {"config.json"}
 
 
+def test_modules_json_cannot_point_outside_the_repository(fake_hf: FakeHub, tmp_path: Path) -> None:
+    files = _variant_files(tmp_path, "escaping")
+    modules = json.loads(files["modules.json"])  # type: ignore[arg-type]
+    modules[1]["path"] = "../../../../etc"
+    fake_hf.add_commit("acme/escaping", {**files, "modules.json": json.dumps(modules).encode()})
+    with pytest.raises(UnsupportedSourceError, match="outside the repository"):
+        hub.resolve("hf://acme/escaping")
+    assert "model.safetensors" not in fake_hf.files_fetched("acme/escaping")
+
+
 def test_gated_repository_needs_hf_token(
     fake_hf: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -109,6 +109,11 @@ def _fetch_source(commit: RepoCommit) -> Path:
         convert.check_transformer_config(handle.original, config_file)
     snapshot = _fetch(commit, "modules.json").parent
     layout = convert.read_layout(snapshot)
+    for folder in (layout.transformer, layout.pooling):
+        if folder.startswith("/") or ".." in folder.split("/"):
+            raise _refuse(
+                handle, f"modules.json names the folder {folder!r} outside the repository"
+            )
     transformer_config = _joined(layout.transformer, "config.json")
     if transformer_config not in commit.files:
         raise _refuse(handle, f"its Transformer module has no {transformer_config}")
