@@ -1,8 +1,13 @@
 """What the hub holds: publishers, models, versions and their metadata, read from storage.
 
 Versions are immutable, so a version's metadata is read from storage once
-and kept in memory; listings are read fresh on every call so that models
-published by another server in front of the same storage appear at once.
+and kept in memory. Listings come from the storage's model index when it
+keeps one (:meth:`Storage.model_index`: S3, where walking thousands of
+folders per page would cost thousands of requests, and another replica's
+publish shows within the index's refresh time); otherwise they are read
+fresh from the folders on every call, so models published by another server
+in front of the same storage appear at once. A version asked for by name is
+always read from storage, so it loads the moment it is published.
 """
 
 from __future__ import annotations
@@ -55,14 +60,24 @@ class Catalog:
         self._lock = threading.Lock()
 
     def publishers(self) -> list[str]:
+        index = self.storage.model_index()
+        if index is not None:
+            return sorted({p for p, _ in index})
         return self.storage.list_dirs()
 
     def models(self, publisher: str) -> list[str]:
+        index = self.storage.model_index()
+        if index is not None:
+            return sorted(m for p, m in index if p == publisher)
         return [m for m in self.storage.list_dirs(publisher) if self.versions(publisher, m)]
 
     def versions(self, publisher: str, model: str) -> list[str]:
         """Published versions of a model, oldest first (folders not named by a
         positive integer are not versions and are left out)."""
+        index = self.storage.model_index()
+        entry = index.get((publisher, model)) if index is not None else None
+        if entry is not None:
+            return list(entry.versions)
         found = [
             v
             for v in self.storage.list_dirs(publisher, model)
@@ -128,6 +143,14 @@ class Catalog:
         """Every model (of one publisher, if given) whose ``publisher/model`` name
         contains ``query`` (case-insensitive), sorted by name."""
         needle = query.strip().lower()
+        index = self.storage.model_index()
+        if index is not None:
+            return [
+                ModelSummary(p, m, list(entry.versions), entry.latest)
+                for (p, m), entry in sorted(index.items())
+                if (publisher is None or p == publisher)
+                and (not needle or needle in f"{p}/{m}".lower())
+            ]
         result = []
         publishers = [publisher] if publisher else self.publishers()
         for pub in publishers:
