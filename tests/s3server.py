@@ -8,6 +8,7 @@ not compete with the test process's threads.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -27,7 +28,8 @@ class S3Endpoint:
     url: str
     env: dict[str, str]  # what an S3 tool needs to reach it: AWS_ENDPOINT_URL, keys, region
 
-    def client(self):  # noqa: ANN201 - boto3 ships no types
+    @functools.cached_property
+    def _client(self):  # noqa: ANN202 - boto3 ships no types
         import boto3
 
         return boto3.session.Session().client(
@@ -37,6 +39,10 @@ class S3Endpoint:
             aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
         )
+
+    def client(self):  # noqa: ANN201
+        """A boto3 S3 client of the endpoint (one, shared: making one costs ~0.5 s)."""
+        return self._client
 
 
 @contextmanager

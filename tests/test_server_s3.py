@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -37,7 +38,7 @@ BUCKET = "savedhub-test"
 ROOT = f"s3://{BUCKET}/hub"
 TOKEN = "s3-token"
 REFRESH = 1.0  # --catalog-refresh: the most a replica's lists lag another's publish
-DEBRIS_AGE = 4.0  # --debris-age: abandoned uploads are collected this long after their end
+DEBRIS_AGE = 3.0  # --debris-age: abandoned uploads are collected this long after their end
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +305,8 @@ def test_pages_of_10000_models_never_list_the_bucket(s3: S3Endpoint, tmp_path: P
     html = {"Accept": "text/html"}
 
     for path, expected in [
-        ("/", "model-9999"),
+        ("/", "page 1 of 100"),
+        ("/?page=100", "model-9999"),
         ("/?q=model-4242", "model-4242"),
         ("/pub-7", "model-507"),
         ("/api/models?q=model-123", "model-1234"),
@@ -324,5 +326,37 @@ def test_pages_of_10000_models_never_list_the_bucket(s3: S3Endpoint, tmp_path: P
     (staged / "metadata.json").write_text(json.dumps(new.to_json()))
     replica_a.publish(staged, "late", "arrival", "1")
     time.sleep(REFRESH)  # B trusts its copy of the index for REFRESH seconds at most
-    assert "late/arrival" in client.get("/?q=arrival").text
+    assert "/late/arrival" in client.get("/?q=arrival", headers=html).text
     assert len(client.get("/api/models").json()["models"]) == 10_001
+
+
+def test_healthz_says_when_the_store_is_unreachable(s3: S3Endpoint, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from savedhub.server import create_app
+    from savedhub.server.s3 import S3Storage
+
+    gone = S3Storage("s3://no-such-bucket/hub", client=s3.client())
+    answer = TestClient(create_app(gone), base_url="http://127.0.0.1").get("/healthz")
+    assert answer.status_code == 503 and "no-such-bucket" in answer.json()["storage"]
+    local = TestClient(create_app(tmp_path), base_url="http://127.0.0.1").get("/healthz")
+    assert local.status_code == 200
+
+
+def test_workers_serve_one_port_from_several_processes(tmp_path: Path) -> None:
+    with running_hub(tmp_path / "root", tmp_path, extra_args=["--workers", "2"]) as hub:
+        deadline = time.monotonic() + 60
+        while len(_children(hub.process.pid)) < 2:  # uvicorn's supervisor and its workers
+            assert time.monotonic() < deadline, hub.output()
+            time.sleep(0.1)
+        assert {httpx.get(f"{hub.url}/healthz").status_code for _ in range(4)} == {200}
+        line = next(x for x in hub.output().splitlines() if '"GET /healthz HTTP/1.1"' in x)
+        # The Combined Log Format: client, identity, user, [time], "request", status, bytes.
+        assert re.match(r'127\.0\.0\.1 - - \[[^]]+\] "GET /healthz HTTP/1.1" 200 \d+ "-" ', line)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found

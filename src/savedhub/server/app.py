@@ -137,8 +137,9 @@ async def front_page(request: Request) -> Response:
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
     empty = not summaries and not query
+    page = pages.page_number(request.query_params.get("page"))
     # Off the event loop, like every page: its cost grows with the number of models.
-    render = functools.partial(pages.render_index, empty=empty)
+    render = functools.partial(pages.render_index, empty=empty, page=page)
     return _page(await run_in_threadpool(render, summaries, query, base_url(request)))
 
 
@@ -152,7 +153,8 @@ async def publisher_page(request: Request) -> Response:
         return await _not_found(request, publisher)
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
-    render = functools.partial(pages.render_index, publisher=publisher)
+    page = pages.page_number(request.query_params.get("page"))
+    render = functools.partial(pages.render_index, publisher=publisher, page=page)
     return _page(await run_in_threadpool(render, summaries, "", base_url(request)))
 
 
