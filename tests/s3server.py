@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from hubserver import free_port
+from hubserver import free_port, stop
 
 
 @dataclass
@@ -77,12 +77,7 @@ def moto_endpoint(log_dir: Path) -> Iterator[S3Endpoint]:
         }
         yield S3Endpoint(url, env)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def environment_for(endpoint: S3Endpoint) -> dict[str, str]:

@@ -238,7 +238,7 @@ class S3Storage:
                 return None
             raise
         if len(parts) == 4 and parts[3] == METADATA:
-            self._remember(parts[:3], answer.get("Metadata", {}))  # type: ignore[arg-type]
+            self._remember(parts[:3], answer.get("Metadata", {}))
         return bytes(answer["Body"].read())
 
     def size(self, *parts: str) -> int | None:

@@ -1,4 +1,5 @@
-"""Where the hub keeps its models: a small interface, a local folder, and fsspec.
+"""Where the hub keeps its models: a small interface, a local folder, and fsspec
+(S3 has its own implementation, :mod:`savedhub.server.s3`).
 
 The layout is the same on every backend::
 
