@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from savedhub._wire import VersionRecord, is_valid_version
 from savedhub.server import storage as layout
@@ -57,6 +59,7 @@ class Catalog:
         self.storage = storage
         self._metadata: dict[tuple[str, str, str], VersionRecord] = {}
         self._files: dict[str, dict[str, int]] = {}
+        self._summaries: tuple[Mapping[tuple[str, str], Any], list[ModelSummary]] | None = None
         self._lock = threading.Lock()
 
     def publishers(self) -> list[str]:
@@ -146,10 +149,10 @@ class Catalog:
         index = self.storage.model_index()
         if index is not None:
             return [
-                ModelSummary(p, m, list(entry.versions), entry.latest)
-                for (p, m), entry in sorted(index.items())
-                if (publisher is None or p == publisher)
-                and (not needle or needle in f"{p}/{m}".lower())
+                s
+                for s in self._indexed_summaries(index)
+                if (publisher is None or s.publisher == publisher)
+                and (not needle or needle in s.name.lower())
             ]
         result = []
         publishers = [publisher] if publisher else self.publishers()
@@ -167,6 +170,18 @@ class Catalog:
                 if record is not None:
                     result.append(ModelSummary(pub, model, versions, record))
         return result
+
+    def _indexed_summaries(self, index: Mapping[tuple[str, str], Any]) -> list[ModelSummary]:
+        """Every model of ``index``, sorted: made once per version of the index (sorting
+        10,000 models on every page would cost a page its time)."""
+        made = self._summaries
+        if made is None or made[0] is not index:
+            models = [
+                ModelSummary(p, m, list(entry.versions), entry.latest)
+                for (p, m), entry in sorted(index.items())
+            ]
+            made = self._summaries = (index, models)
+        return made[1]
 
     def explain_missing(
         self, publisher: str, model: str | None = None, version: str | None = None

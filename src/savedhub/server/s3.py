@@ -48,7 +48,13 @@ from savedhub._wire import VersionRecord, is_valid_version
 from savedhub.errors import StorageError, VersionExistsError
 from savedhub.server.names import is_valid_name
 from savedhub.server.s3index import DEFAULT_REFRESH_SECONDS, CatalogIndex, Entries
-from savedhub.server.s3objects import MultipartWriter, RangedReader, error_code, is_missing
+from savedhub.server.s3objects import (
+    PART_BYTES,
+    MultipartWriter,
+    RangedReader,
+    error_code,
+    is_missing,
+)
 from savedhub.server.scratch import LazyScratch
 from savedhub.server.storage import ARCHIVE, METADATA, segments
 
@@ -60,7 +66,7 @@ _HIDDEN = ".savedhub"
 _UPLOAD_META = "upload"
 _COMMIT_CONFLICTS = ("PreconditionFailed", "412")
 _RETRYABLE_CONFLICT = ("ConditionalRequestConflict", "409")
-_PARALLEL_PUTS = 8
+_PARALLEL_PUTS = 4
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -310,8 +316,13 @@ class S3Storage:
         upload.done()
 
     def _put_file(self, path: Path, staging: Path, folder: str) -> None:
+        from boto3.s3.transfer import TransferConfig
+
         key = f"{folder}/{path.relative_to(staging).as_posix()}"
-        self.client.upload_file(str(path), self.bucket, key)
+        # Large files go up in parts, two at a time: with _PARALLEL_PUTS files at once the
+        # buffers stay under 4 x 2 x 8 MiB whatever the model's size.
+        config = TransferConfig(max_concurrency=2, multipart_chunksize=PART_BYTES)
+        self.client.upload_file(str(path), self.bucket, key, Config=config)
 
     def _commit(self, names: tuple[str, str, str], metadata: bytes, upload: str) -> None:
         for _ in range(5):
@@ -464,7 +475,12 @@ class S3Storage:
         return handled
 
     def _collect(self, upload: str, marker: str) -> None:
-        raw = self.client.get_object(Bucket=self.bucket, Key=marker)["Body"].read()
+        try:
+            raw = self.client.get_object(Bucket=self.bucket, Key=marker)["Body"].read()
+        except Exception as exc:
+            if is_missing(exc):
+                return  # another replica collected it first
+            raise
         publisher, model, version = json.loads(raw)["target"].split("/")
         names = (publisher, model, version)
         if self._upload_of(*names) == upload:  # committed, then its server died
