@@ -337,8 +337,16 @@ def test_healthz_says_when_the_store_is_unreachable(s3: S3Endpoint, tmp_path: Pa
     from savedhub.server.s3 import S3Storage
 
     gone = S3Storage("s3://no-such-bucket/hub", client=s3.client())
-    answer = TestClient(create_app(gone), base_url="http://127.0.0.1").get("/healthz")
+    client = TestClient(create_app(gone, tokens=[TOKEN]), base_url="http://127.0.0.1")
+    answer = client.get("/healthz")
     assert answer.status_code == 503 and "no-such-bucket" in answer.json()["storage"]
+    pushed = client.put(
+        "/api/models/acme/mul/1",
+        content=b"\x1f\x8b" + bytes(1000),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert pushed.status_code == 503  # not a 500, and the store's words stay in the log
+    assert "storage failed" in pushed.json()["error"] and "bucket" not in pushed.json()["error"]
     local = TestClient(create_app(tmp_path), base_url="http://127.0.0.1").get("/healthz")
     assert local.status_code == 200
 

@@ -271,7 +271,10 @@ class S3Storage:
 
     def begin_upload(self, publisher: str, model: str, version: str) -> ArchiveUpload:
         """Start writing a version's archive to the store (a marker, a multipart upload)."""
-        return ArchiveUpload(self, publisher, model, version)
+        try:
+            return ArchiveUpload(self, publisher, model, version)
+        except Exception as exc:
+            raise StorageError(f"could not start an upload in {self.description}: {exc}") from exc
 
     def publish(
         self,
@@ -286,7 +289,7 @@ class S3Storage:
         if upload is None:  # the archive is on disk only: send it now
             upload = self.begin_upload(*names)
             with open(staging / ARCHIVE, "rb") as f:
-                while chunk := f.read(upload.archive._part_bytes):
+                while chunk := f.read(PART_BYTES):
                     upload.add(chunk)
                     upload.send_part()
         try:

@@ -118,7 +118,9 @@ class MultipartWriter:
 
     @property
     def part_ready(self) -> bool:
-        return len(self._buffer) >= self._part_bytes
+        # S3 takes at most 10,000 parts: every 1,000 parts the part grows by part_bytes,
+        # so 10,000 parts of 8 MiB and up hold 430 GiB.
+        return len(self._buffer) >= self._part_bytes * (1 + len(self._parts) // 1000)
 
     def send_part(self) -> None:
         """Upload what is buffered as the next part."""

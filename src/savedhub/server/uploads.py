@@ -31,7 +31,7 @@ from savedhub.server.limits import UploadLimits
 from savedhub.server.names import InvalidNameError, check_names
 from savedhub.server.publish import ReceivedArchive, UploadRejected, build_version, discard
 from savedhub.server.state import hub_of, model_url
-from savedhub.server.storage import VersionExistsError
+from savedhub.server.storage import StorageError, VersionExistsError
 
 logger = logging.getLogger("savedhub")
 
@@ -211,6 +211,13 @@ async def upload(request: Request) -> Response:
         return JSONResponse({"error": str(exc), "findings": exc.findings}, status_code=exc.status)
     except VersionExistsError:
         return JSONResponse({"error": exists_message}, status_code=409)
+    except StorageError as exc:  # the details (paths, the store's words) go to the log only
+        logger.error("the upload for %s failed in storage: %s", name, exc)
+        return JSONResponse(
+            {"error": f"The hub could not store {name}: its storage failed. Try again later."},
+            status_code=503,
+            headers={"retry-after": "30"},
+        )
     finally:
         hub.in_flight.discard(key)
         if sink is not None:  # refused or cut short: the store keeps nothing of it
