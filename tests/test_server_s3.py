@@ -13,6 +13,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -368,3 +370,14 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def test_the_local_backend_never_imports_boto3(tmp_path: Path) -> None:
+    code = (
+        "import sys, savedhub\n"
+        "from savedhub.server import create_app\n"
+        f"create_app({str(tmp_path)!r}, tokens=['t'])\n"
+        "assert not {'boto3', 'botocore'} & set(sys.modules), 'boto3 was imported'\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
