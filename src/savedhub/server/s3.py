@@ -286,13 +286,14 @@ class S3Storage:
     ) -> None:
         names = (publisher, model, version)
         name = "/".join(names)
-        if upload is None:  # the archive is on disk only: send it now
+        if upload is None:
             upload = self.begin_upload(*names)
-            with open(staging / ARCHIVE, "rb") as f:
-                while chunk := f.read(PART_BYTES):
-                    upload.add(chunk)
-                    upload.send_part()
         try:
+            if not upload.archive.started:  # the archive is on disk only: send it now
+                with open(staging / ARCHIVE, "rb") as f:
+                    while chunk := f.read(PART_BYTES):
+                        upload.add(chunk)
+                        upload.send_part()
             upload.archive.complete()
             files = [
                 p
@@ -301,8 +302,9 @@ class S3Storage:
             ]
             with ThreadPoolExecutor(_PARALLEL_PUTS) as pool:
                 list(pool.map(lambda p: self._put_file(p, staging, upload.folder), files))
-            record = json.loads((staging / METADATA).read_bytes())
-            self._commit(names, (staging / METADATA).read_bytes(), upload.id)
+            metadata = (staging / METADATA).read_bytes()
+            record = json.loads(metadata)
+            self._commit(names, metadata, upload.id)
         except VersionExistsError:
             upload.discard()
             raise
@@ -316,7 +318,10 @@ class S3Storage:
         except Exception as exc:  # published all the same; the janitor lists it later
             logger.warning("%s is published but not yet in the catalog index: %s", name, exc)
             return
-        upload.done()
+        try:
+            upload.done()
+        except Exception as exc:  # the janitor finds the version committed and drops the marker
+            logger.warning("could not remove the marker of the upload of %s: %s", name, exc)
 
     def _put_file(self, path: Path, staging: Path, folder: str) -> None:
         from boto3.s3.transfer import TransferConfig

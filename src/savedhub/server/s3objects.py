@@ -117,6 +117,11 @@ class MultipartWriter:
         self._buffer += chunk
 
     @property
+    def started(self) -> bool:
+        """Whether any byte was given (:meth:`add`) yet."""
+        return bool(self._parts or self._buffer)
+
+    @property
     def part_ready(self) -> bool:
         # S3 takes at most 10,000 parts: every 1,000 parts the part grows by part_bytes,
         # so 10,000 parts of 8 MiB and up hold 430 GiB.
