@@ -59,7 +59,9 @@ class Catalog:
         self.storage = storage
         self._metadata: dict[tuple[str, str, str], VersionRecord] = {}
         self._files: dict[str, dict[str, int]] = {}
-        self._summaries: tuple[Mapping[tuple[str, str], Any], list[ModelSummary]] | None = None
+        self._summaries: (
+            tuple[Mapping[tuple[str, str], Any], list[tuple[ModelSummary, str]]] | None
+        ) = None
         self._lock = threading.Lock()
 
     def publishers(self) -> list[str]:
@@ -150,9 +152,9 @@ class Catalog:
         if index is not None:
             return [
                 s
-                for s in self._indexed_summaries(index)
+                for s, name in self._indexed_summaries(index)
                 if (publisher is None or s.publisher == publisher)
-                and (not needle or needle in s.name.lower())
+                and (not needle or needle in name)
             ]
         result = []
         publishers = [publisher] if publisher else self.publishers()
@@ -171,13 +173,16 @@ class Catalog:
                     result.append(ModelSummary(pub, model, versions, record))
         return result
 
-    def _indexed_summaries(self, index: Mapping[tuple[str, str], Any]) -> list[ModelSummary]:
-        """Every model of ``index``, sorted: made once per version of the index (sorting
-        10,000 models on every page would cost a page its time)."""
+    def _indexed_summaries(
+        self, index: Mapping[tuple[str, str], Any]
+    ) -> list[tuple[ModelSummary, str]]:
+        """Every model of ``index``, sorted, with its name in lower case for searches: made
+        once per version of the index (sorting 10,000 models on every page would cost a
+        page its time)."""
         made = self._summaries
         if made is None or made[0] is not index:
             models = [
-                ModelSummary(p, m, list(entry.versions), entry.latest)
+                (ModelSummary(p, m, list(entry.versions), entry.latest), f"{p}/{m}".lower())
                 for (p, m), entry in sorted(index.items())
             ]
             made = self._summaries = (index, models)
