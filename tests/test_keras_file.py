@@ -118,11 +118,10 @@ def test_fresh_process_loads_an_embedded_savedmodel_only_with_safe_mode_off(
     assert remove(entries[0].handle, saved_files.cache) and not list_entries(saved_files.cache)
 
 
+@pytest.mark.parametrize("kr", ["keras"], indirect=True)  # Keras 3's own switch
 def test_unsafe_opt_in_of_keras_also_lets_the_embedded_model_load(
     saved_files: SimpleNamespace, kr: SimpleNamespace
 ) -> None:
-    if kr.name != "keras":
-        pytest.skip("keras.config.enable_unsafe_deserialization() is Keras 3's switch")
     out = _run_python(
         f"""
         import keras, savedhub
@@ -175,23 +174,26 @@ def test_importing_savedhub_after_keras_registers_at_once() -> None:
     assert out.split() == ["savedhub.keras_layer._keras3", "savedhub.keras_layer._tf_keras"]
 
 
-@pytest.mark.parametrize("forged", ["../../../../tmp/x", "1-2-3", "1/2/3/4", 7, "1-2-3-4\n"])
+FORGED_FINGERPRINTS = ["../../../../tmp/x", "1-2-3", "1/2/3/4", 7, "1-2-3-4\n"]
+
+
 def test_a_forged_fingerprint_is_refused_before_it_names_anything(
-    kr: SimpleNamespace, saved_files: SimpleNamespace, tmp_path: Path, forged: object
+    kr: SimpleNamespace, saved_files: SimpleNamespace, tmp_path: Path
 ) -> None:
-    forged_file = tmp_path / "forged.keras"
-    with zipfile.ZipFile(saved_files.embedded) as src, zipfile.ZipFile(forged_file, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "config.json":
-                text = data.decode()
-                config = json.loads(text)
-                key = _find_fingerprint(config)
-                data = text.replace(json.dumps(key), json.dumps(forged)).encode()
-            dst.writestr(info, data)
-    # Both Kerases wrap a layer's construction error in a TypeError quoting it.
-    with pytest.raises(TypeError, match="not a SavedModel fingerprint"):
-        kr.keras.models.load_model(forged_file, safe_mode=False)
+    with zipfile.ZipFile(saved_files.embedded) as src:
+        members = [(info, src.read(info)) for info in src.infolist()]
+    for forged in FORGED_FINGERPRINTS:
+        forged_file = tmp_path / "forged.keras"
+        with zipfile.ZipFile(forged_file, "w") as dst:
+            for info, data in members:
+                if info.filename == "config.json":
+                    text = data.decode()
+                    key = _find_fingerprint(json.loads(text))
+                    data = text.replace(json.dumps(key), json.dumps(forged)).encode()
+                dst.writestr(info, data)
+        # Both Kerases wrap a layer's construction error in a TypeError quoting it.
+        with pytest.raises(TypeError, match="not a SavedModel fingerprint"):
+            kr.keras.models.load_model(forged_file, safe_mode=False)
 
 
 def _find_fingerprint(config: object) -> str:

@@ -4,8 +4,6 @@ Keras 3 and tf_keras, and re-exported."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import savedhub as hub
-from hubserver import RunningHub, running_hub
+from hubserver import push, running_hub
 from savedhub.keras_layer import Keras3Layer, TFKerasLayer
 
 TOKEN = "minilm-test-token"
@@ -38,18 +36,8 @@ def minilm_url(minilm_path: str, tmp_path_factory: pytest.TempPathFactory) -> It
     tokens.write_text(TOKEN + "\n")
     with running_hub(root / "hub", root.parent, tokens_file=tokens) as running:
         url = f"{running.url}/sentence-transformers/all-minilm-l6-v2/1"
-        _push(running, minilm_path, url)
+        push(running, minilm_path, url, TOKEN)
         yield url
-
-
-def _push(running: RunningHub, path: str, url: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "savedhub.cli", "push", path, url, "--token", TOKEN],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:] + running.output()[-2000:]
 
 
 @pytest.fixture(params=["keras3", "tf_keras"])

@@ -181,15 +181,21 @@ def _pack(args: argparse.Namespace) -> int:
 
 @command(
     "convert",
-    "convert another format (a sentence-transformers BERT folder) into a Reusable SavedModel",
-    arg("src", help="the folder to convert"),
+    "convert another format (a sentence-transformers BERT folder, a PyTorch EfficientNet-Lite0 "
+    "checkpoint) into a Reusable SavedModel",
+    arg("src", help="the folder or checkpoint file to convert"),
     arg("out", help="the SavedModel folder to create"),
     arg("--overwrite", action="store_true", help="replace OUT if it is not empty"),
+    arg(
+        "--head",
+        choices=("classification", "feature_vector"),
+        help="for an image checkpoint: logits (classification, the default) or pooled features",
+    ),
 )
 def _convert(args: argparse.Namespace) -> int:
     from savedhub.convert import convert
 
-    print(convert(args.src, args.out, overwrite=args.overwrite))
+    print(convert(args.src, args.out, overwrite=args.overwrite, head=args.head))
     return EXIT_OK
 
 

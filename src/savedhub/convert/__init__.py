@@ -1,15 +1,23 @@
 """Other model formats -> Reusable SavedModel.
 
-Today: a sentence-transformers folder of a BERT model (for example
-``sentence-transformers/all-MiniLM-L6-v2``) becomes a SavedModel that maps
-strings to sentence embeddings, tokenizer included. The result is packed,
-pushed and loaded like any hub model::
+Two families, told apart by what ``src`` is:
+
+- a folder: a sentence-transformers BERT model (for example
+  ``sentence-transformers/all-MiniLM-L6-v2``) becomes a SavedModel that maps
+  strings to sentence embeddings, tokenizer included (``_source``, ``_bert``, ``_card``);
+- a file: a PyTorch EfficientNet-Lite0 checkpoint becomes an image classifier or
+  feature vector in TF Hub's image interface (``_image_source``, ``_torch_checkpoint``,
+  ``_efficientnet``, ``_image_card``), read without torch and without running its pickle.
+
+The result is packed, pushed and loaded like any hub model::
 
     from savedhub.convert import convert
 
     convert("all-MiniLM-L6-v2/", "minilm_savedmodel/")
     embed = savedhub.load("minilm_savedmodel/")
     embed(["a sentence", "another one"])   # float32 [2, 384], unit length
+
+    convert("efficientnet-lite0-57934424.pth", "lite0_features/", head="feature_vector")
 
 TensorFlow, tensorflow-text and safetensors are imported only when
 :func:`convert` runs, so importing this module stays cheap.
@@ -21,14 +29,31 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from savedhub._io.atomic import replace_folder
 from savedhub._io.digest import file_sha256 as sha256_of
+from savedhub.convert._image_source import (
+    HEADS,
+    SUPPORTED_IMAGE,
+    ImageSource,
+    read_image_source,
+)
 from savedhub.convert._source import SUPPORTED, BertSource, read_source
-from savedhub.errors import MissingPackageError, OutputExistsError
+from savedhub.errors import MissingPackageError, OutputExistsError, UnsupportedSourceError
 
-__all__ = ["SUPPORTED", "BertSource", "convert", "read_source", "sha256_of"]
+__all__ = [
+    "HEADS",
+    "SUPPORTED",
+    "SUPPORTED_IMAGE",
+    "BertSource",
+    "ImageSource",
+    "convert",
+    "read_image_source",
+    "read_source",
+    "sha256_of",
+]
 
 log = logging.getLogger("savedhub")
 
@@ -77,38 +102,49 @@ def _write_saved_model(source: BertSource, work: Path) -> None:
     (work / CARD_FILE).write_text(model_card(source, __version__), encoding="utf-8")
 
 
-def convert(
-    src: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
-) -> str:
-    """Convert the sentence-transformers BERT folder ``src`` into a SavedModel at ``out``.
+def _write_image_model(source: ImageSource, head: str, work: Path) -> None:
+    import tensorflow as tf
 
-    The model is written into a temporary folder beside ``out`` and renamed into
-    place when complete, so ``out`` never holds a half-written model. ``out``
-    also gets a model card, ``README.md``.
+    from savedhub import __version__
+    from savedhub.convert._efficientnet import EfficientNetLite
+    from savedhub.convert._image_card import LABELS_ASSET, image_model_card
 
-    Args:
-        src: folder with ``modules.json``, ``config.json``, ``model.safetensors``,
-            ``vocab.txt`` and the pooling config, as sentence-transformers saves it.
-        out: folder to create. It may exist only if empty, unless ``overwrite``.
-        overwrite: replace a non-empty ``out``.
+    labels = None
+    if head == "classification" and source.num_classes == 1000:
+        labels = str(Path(__file__).with_name(LABELS_ASSET))
+    model = EfficientNetLite(source, head, labels)
+    tf.saved_model.save(model, str(work), signatures={"serving_default": model.serve})
+    card = image_model_card(source, head, __version__)
+    (work / CARD_FILE).write_text(card, encoding="utf-8")
 
-    Returns:
-        ``out`` as a string path.
 
-    Raises:
-        ModelNotFoundError: ``src`` is not a folder.
-        UnsupportedSourceError: ``src`` is not a model this converter supports;
-            the message says what was found and what is supported.
-        OutputExistsError: ``out`` is a file, or a non-empty folder without ``overwrite``.
-        MissingPackageError: tensorflow-text or safetensors is not installed.
+def _image_writer(src: str, head: str | None) -> Callable[[Path], None]:
+    """How to write the image checkpoint ``src``, refused early if it is not one we convert."""
+    head = head or "classification"
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, not {head!r}")
+    source = read_image_source(src)
+    log.info("converting %s (sha256 %s) as an image %s", source.path, source.sha256, head)
+    return lambda work: _write_image_model(source, head, work)
 
-    Example:
-        >>> convert("all-MiniLM-L6-v2", "minilm")
-        'minilm'
-    """
-    src_str = os.fspath(src)
-    target = Path(os.path.abspath(os.fspath(out)))
-    source = read_source(src_str)
+
+def _text_writer(src: str, target: Path, head: str | None) -> Callable[[Path], None]:
+    """How to write the sentence-transformers folder ``src``, refused early if it cannot be."""
+    if head is not None:
+        raise UnsupportedSourceError(
+            f"Cannot convert {src!r} with head={head!r}: a head is chosen only for an image "
+            f"checkpoint file, and {src!r} is a folder. {SUPPORTED_IMAGE}",
+            src,
+        )
+    checkpoints = sorted(p.name for p in Path(src).glob("*.pth"))
+    if checkpoints and not (Path(src) / "modules.json").is_file():
+        raise UnsupportedSourceError(
+            f"Cannot convert {src!r}: it is a folder holding the PyTorch checkpoint(s) "
+            f"{checkpoints[:3]}; pass the checkpoint file itself, e.g. "
+            f"{os.path.join(src, checkpoints[0])!r}. {SUPPORTED_IMAGE}",
+            src,
+        )
+    source = read_source(src)
     real_src, real_out = Path(source.folder).resolve(), target.resolve()
     if real_out == real_src or real_src in real_out.parents or real_out in real_src.parents:
         raise OutputExistsError(
@@ -117,17 +153,66 @@ def convert(
             "Choose an output folder outside it.",
             str(target),
         )
+    _require("tensorflow_text", "tensorflow-text", "convert", src)
+    _require("safetensors", "safetensors", "convert", src)
+    log.info("converting %s (sha256 %s) to %s", source.folder, source.sha256, target)
+    return lambda work: _write_saved_model(source, work)
+
+
+def convert(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    head: str | None = None,
+) -> str:
+    """Convert the model at ``src`` into a Reusable SavedModel at ``out``.
+
+    ``src`` is either a sentence-transformers BERT folder (-> a sentence encoder) or a
+    PyTorch EfficientNet-Lite0 checkpoint file (-> an image classifier or feature vector,
+    by ``head``). The model is written into a temporary folder beside ``out`` and renamed
+    into place when complete, so ``out`` never holds a half-written model. ``out`` also
+    gets a model card, ``README.md``.
+
+    Args:
+        src: folder with ``modules.json``, ``config.json``, ``model.safetensors``,
+            ``vocab.txt`` and the pooling config, as sentence-transformers saves it; or a
+            ``.pth`` state dict of EfficientNet-Lite0.
+        out: folder to create. It may exist only if empty, unless ``overwrite``.
+        overwrite: replace a non-empty ``out``.
+        head: for an image checkpoint, ``"classification"`` (logits, the default) or
+            ``"feature_vector"`` (pooled features); not allowed for a text folder.
+
+    Returns:
+        ``out`` as a string path.
+
+    Raises:
+        ModelNotFoundError: ``src`` is neither a folder nor a file.
+        UnsupportedSourceError: ``src`` is not a model this converter supports;
+            the message says what was found and what is supported.
+        OutputExistsError: ``out`` is a file, or a non-empty folder without ``overwrite``.
+        MissingPackageError: tensorflow-text or safetensors is not installed.
+
+    Example:
+        >>> convert("all-MiniLM-L6-v2", "minilm")
+        'minilm'
+        >>> convert("efficientnet-lite0-57934424.pth", "lite0", head="feature_vector")
+        'lite0'
+    """
+    src_str = os.fspath(src)
+    target = Path(os.path.abspath(os.fspath(out)))
+    if os.path.isfile(src_str):
+        write = _image_writer(src_str, head)
+    else:
+        write = _text_writer(src_str, target, head)
     _check_output(target, overwrite)
-    _require("tensorflow_text", "tensorflow-text", "convert", src_str)
-    _require("safetensors", "safetensors", "convert", src_str)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.converting-", dir=target.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(work, 0o777 & ~umask)  # mkdtemp's 0700 would hide the model from other users
     try:
-        log.info("converting %s (sha256 %s) to %s", source.folder, source.sha256, target)
-        _write_saved_model(source, work)
+        write(work)
         if target.exists():
             _check_output(target, overwrite)  # it may have filled while we worked
         replace_folder(work, target)
