@@ -25,8 +25,21 @@ path). Each server runs as one process (nginx: ``worker_processes 1``) on
 127.0.0.1; the load generator is one process, a thread per client. Numbers on a shared
 2-core machine are noisy: compare the ratios within one run.
 
+With ``--s3`` it measures the hub on S3 instead (moto's server on 127.0.0.1 as the
+store, ``savedhub serve s3://...`` replicas in front of it), side by side in one run:
+
+* **archive download throughput** (MiB/s, keep-alive httpx clients): straight from
+  moto, through 1 replica, through 2 replicas (clients alternate), and with
+  ``--redirect-downloads`` (clients follow the 307 to the store);
+* **peak RSS during a large upload** (``--upload-mb``, default 2048): the S3
+  replica's server process and the local-folder hub's, each without its upload
+  inspector (TensorFlow, a child process), while ``savedhub push`` sends the archive;
+* **front-page requests/s with 10,000 models**: an S3 replica reading the catalog
+  index, and the local backend walking 10,000 model folders.
+
 Usage:
     python bench/bench_server.py [--size-mb 64] [--seconds 4] [--clients 1,8,32] [--no-attacks]
+    python bench/bench_server.py --s3 [--size-mb 64] [--upload-mb 2048] [--seconds 4]
 """
 
 from __future__ import annotations
@@ -429,7 +442,14 @@ def main() -> None:
     parser.add_argument(
         "--no-attacks", action="store_true", help="skip the downloads/slow-client/page loads"
     )
+    parser.add_argument("--s3", action="store_true", help="measure the hub on S3 (moto)")
+    parser.add_argument("--upload-mb", type=int, default=2048, help="--s3: the large upload")
     args = parser.parse_args()
+    if args.s3:
+        from bench_server_s3 import run_s3_bench
+
+        run_s3_bench(args)
+        return
     client_counts = [int(c) for c in args.clients.split(",")]
 
     from savedhub.publish.push import push

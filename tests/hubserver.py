@@ -25,7 +25,7 @@ def free_port() -> int:
 @dataclass
 class RunningHub:
     url: str
-    root: Path
+    root: Path | str  # a folder, or an s3:// location
     process: subprocess.Popen[str]
     log: Path
 
@@ -39,7 +39,7 @@ class RunningHub:
 
 
 def serve_command(
-    root: Path, port: int, tokens_file: Path | None, max_upload: int | None
+    root: Path | str, port: int, tokens_file: Path | None, max_upload: int | None
 ) -> list[str]:
     command = [sys.executable, "-m", "savedhub.cli", "serve", str(root), "--port", str(port)]
     if tokens_file is not None:
@@ -64,7 +64,7 @@ def _limits(address_space: int | None, umask: int | None) -> Callable[[], None] 
 
 @contextmanager
 def running_hub(
-    root: Path,
+    root: Path | str,
     log_dir: Path,
     tokens_file: Path | None = None,
     max_upload: int | None = None,
@@ -111,12 +111,17 @@ def running_hub(
             time.sleep(0.1)
         yield hub
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def push(running: RunningHub, path: str, url: str, token: str) -> None:

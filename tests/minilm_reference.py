@@ -1,11 +1,14 @@
-"""An independent all-MiniLM-L6-v2: the `tokenizers` package plus a numpy BERT.
+"""An independent sentence-transformers BERT: the `tokenizers` package plus a numpy BERT.
 
 It shares no code with ``savedhub.convert``: the tokenizer is Hugging Face's
 own (Rust) implementation reading ``tokenizer.json``, configured the way
 sentence-transformers configures it (truncation to ``max_seq_length``, no
 padding); the encoder is a plain float64 numpy forward pass over the
-safetensors weights, one sentence at a time (so no padding or masking either).
-The tests compare the converted SavedModel against it.
+safetensors weights, one sentence at a time (so no padding or masking either);
+pooling (mean or the [CLS] token) and the optional L2 normalisation follow the
+folder's ``modules.json`` and ``1_Pooling/config.json`` as sentence-transformers
+reads them. The tests compare converted SavedModels (all-MiniLM-L6-v2 and small
+random BERTs) against it.
 """
 
 from __future__ import annotations
@@ -38,11 +41,21 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
     return (x - mean) / np.sqrt(var + eps) * weight + bias
 
 
-class MiniLMReference:
-    """Sentence embeddings of a sentence-transformers BERT folder (mean pooling, L2 norm)."""
+class SentenceTransformerReference:
+    """Sentence embeddings of a sentence-transformers BERT folder (mean or CLS pooling,
+    with or without the Normalize module)."""
 
     def __init__(self, folder: str | Path) -> None:
         folder = Path(folder)
+        modules = [
+            m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())
+        ]
+        assert modules[:2] == ["Transformer", "Pooling"], modules
+        self.normalize = modules[2:] == ["Normalize"]
+        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+        modes = [k for k, on in pooling.items() if k.startswith("pooling_mode") and on is True]
+        assert modes in (["pooling_mode_mean_tokens"], ["pooling_mode_cls_token"]), modes
+        self.pooling = "cls" if modes == ["pooling_mode_cls_token"] else "mean"
         self.config = json.loads((folder / "config.json").read_text())
         max_len = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -95,9 +108,14 @@ class MiniLMReference:
                 w[p + "output.LayerNorm.bias"],
                 eps,
             )
-        pooled = x.mean(0)
+        pooled = x[0] if self.pooling == "cls" else x.mean(0)
+        if not self.normalize:
+            return pooled
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """[len(texts), hidden] float64 unit vectors."""
+        """[len(texts), hidden] float64 vectors (unit vectors with Normalize)."""
         return np.stack([self._encode(self.token_ids(t)) for t in texts])
+
+
+MiniLMReference = SentenceTransformerReference

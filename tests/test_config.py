@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,32 @@ def test_other_bad_settings_are_config_errors(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("SAVEDHUB_MIRRORS", "https://tfhub.dev")
     with pytest.raises(ConfigError, match="prefix=replacement"):
         config.mirrors()
+
+
+def test_hugging_face_settings_are_read_at_call_time_as_huggingface_hub_places_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in (
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_HOME",
+        "HF_ENDPOINT",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert config.hf_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    assert config.hf_cache_dir() == tmp_path / "home" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert config.hf_cache_dir() == tmp_path / "hub"
+    assert config.hf_endpoint() == "https://huggingface.co"
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.internal:8080/")
+    assert config.hf_endpoint() == "http://mirror.internal:8080"
+    assert not config.hf_offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert config.hf_offline() and not config.offline()  # only hf:// handles go offline
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("SAVEDHUB_OFFLINE", "1")
+    assert config.hf_offline()

@@ -22,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 import savedhub
+import tiny_bert
 from savedhub.convert import convert, sha256_of
 from savedhub.errors import ModelNotFoundError, OutputExistsError, UnsupportedSourceError
 
@@ -352,111 +353,10 @@ def test_missing_tensorflow_text_names_op_package_and_extra(minilm_path: str) ->
     assert "package: tensorflow-text" in result.stdout
 
 
-TINY_WORDS = "the cat dog sat on mat Paris is in France café naïve run ##ing ##ed ##ly".split()
-
-
-def _tiny_cased_bert(folder: Path) -> Path:
-    """A user's own small model: cased, 2 layers of width 32, 'bert.'-prefixed weights."""
-    from safetensors.numpy import save_file
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("ABCDEFPT.,!?'")
-    vocab = specials + TINY_WORDS + letters + ["##" + c for c in letters]
-    folder.mkdir()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=None)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    tokenizer.add_special_tokens(specials)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    hidden, inner, layers = 32, 64, 2
-    config = {
-        "model_type": "bert",
-        "hidden_size": hidden,
-        "num_attention_heads": 4,
-        "num_hidden_layers": layers,
-        "intermediate_size": inner,
-        "hidden_act": "gelu",
-        "max_position_embeddings": 64,
-        "type_vocab_size": 2,
-        "vocab_size": len(vocab),
-        "layer_norm_eps": 1e-12,
-        "hidden_dropout_prob": 0.1,
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 12}')
-    (folder / "modules.json").write_text(
-        json.dumps(
-            [
-                {
-                    "idx": 0,
-                    "name": "0",
-                    "path": "",
-                    "type": "sentence_transformers.models.Transformer",
-                },
-                {
-                    "idx": 1,
-                    "name": "1",
-                    "path": "1_Pooling",
-                    "type": "sentence_transformers.models.Pooling",
-                },
-                {
-                    "idx": 2,
-                    "name": "2",
-                    "path": "2_Normalize",
-                    "type": "sentence_transformers.models.Normalize",
-                },
-            ]
-        )
-    )
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
-    (folder / "README.md").write_text("---\nlicense: mit\n---\n# tiny\n")
-    rng = np.random.default_rng(7)
-    shapes = {
-        "embeddings.word_embeddings.weight": (len(vocab), hidden),
-        "embeddings.position_embeddings.weight": (64, hidden),
-        "embeddings.token_type_embeddings.weight": (2, hidden),
-        "embeddings.LayerNorm.weight": (hidden,),
-        "embeddings.LayerNorm.bias": (hidden,),
-        "pooler.dense.weight": (hidden, hidden),
-        "pooler.dense.bias": (hidden,),
-    }
-    for i in range(layers):
-        p = f"encoder.layer.{i}."
-        for name in (
-            "attention.self.query",
-            "attention.self.key",
-            "attention.self.value",
-            "attention.output.dense",
-        ):
-            shapes |= {p + name + ".weight": (hidden, hidden), p + name + ".bias": (hidden,)}
-        shapes |= {
-            p + "intermediate.dense.weight": (inner, hidden),
-            p + "intermediate.dense.bias": (inner,),
-            p + "output.dense.weight": (hidden, inner),
-            p + "output.dense.bias": (hidden,),
-        }
-        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
-            shapes |= {p + norm + ".weight": (hidden,), p + norm + ".bias": (hidden,)}
-    tensors = {
-        "bert." + name: (1.0 if name.endswith("LayerNorm.weight") else 0.0)
-        + rng.normal(0, 0.3, shape).astype(np.float32)
-        for name, shape in shapes.items()
-    }
-    tensors["bert.embeddings.position_ids"] = np.arange(64, dtype=np.int64)[None]
-    save_file(tensors, str(folder / "model.safetensors"))
-    return folder
-
-
 def test_a_users_own_cased_bert_converts_over_an_existing_folder(tmp_path: Path) -> None:
     from minilm_reference import MiniLMReference
 
-    source = _tiny_cased_bert(tmp_path / "tiny")
+    source = tiny_bert.build(tmp_path / "tiny")
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("an earlier conversion")

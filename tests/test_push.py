@@ -2,66 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from savedhub._wire import ArchiveRecord, VersionRecord
+from puthub import PutHub, put_hub, sha256, version_record
 from savedhub.errors import PublishError, TransferError
 from savedhub.publish.push import push
 
 ARCHIVE = b"\x1f\x8b" + bytes(range(256)) * 64
 
 
-class _Hub(BaseHTTPRequestHandler):
-    """Answers PUTs as the hub would: 201 with the digest it computed, or a refusal."""
-
-    answer: tuple[int, dict[str, object]] | None = None
-    seen: list[dict[str, str]] = []
-
-    def do_PUT(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.seen.append(dict(self.headers))
-        status, reply = self.answer or (
-            201,
-            {"url": "the-model-url", "metadata": _record(_sha(body), len(body))},
-        )
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _record(sha256: str, size: int) -> dict[str, object]:
-    """The version record a hub answers with after it stored an archive of that digest."""
-    archive = ArchiveRecord("model.tar.gz", sha256, size)
-    return VersionRecord("acme", "mul", "1", archive).to_json()
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @pytest.fixture
 def hub() -> Iterator[str]:
-    _Hub.answer, _Hub.seen = None, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with put_hub() as url:
+        yield url
 
 
 @pytest.fixture
@@ -82,17 +39,17 @@ def test_push_sends_the_token_and_shows_progress(
     result = push(archive, f"{hub}/acme/mul/1", token="s3cr3t")
     assert (result.url, result.sha256, result.size) == (
         "the-model-url",
-        _sha(ARCHIVE),
+        sha256(ARCHIVE),
         len(ARCHIVE),
     )
-    (headers,) = _Hub.seen
+    (headers,) = PutHub.seen
     assert headers["Authorization"] == "Bearer s3cr3t" and headers["User-Agent"] == "savedhub"
     assert "acme/mul/1" in capsys.readouterr().err  # transfer's progress bar
 
 
 def test_a_refusal_carries_the_hubs_findings(hub: str, archive: Path) -> None:
     finding = {"severity": "error", "code": "missing-call", "message": "no __call__"}
-    _Hub.answer = (422, {"error": "not a reusable model", "findings": [finding]})
+    PutHub.answer = (422, {"error": "not a reusable model", "findings": [finding]})
     with pytest.raises(PublishError, match="not a reusable model") as refused:
         push(archive, f"{hub}/acme/mul/1", token="t")
     assert refused.value.status == 422 and refused.value.findings == [finding]
@@ -100,7 +57,7 @@ def test_a_refusal_carries_the_hubs_findings(hub: str, archive: Path) -> None:
 
 
 def test_a_damaged_upload_is_an_integrity_error(hub: str, archive: Path) -> None:
-    _Hub.answer = (201, {"metadata": _record("0" * 64, len(ARCHIVE))})
+    PutHub.answer = (201, {"metadata": version_record("0" * 64, len(ARCHIVE))})
     with pytest.raises(TransferError, match="damaged on the way"):
         push(archive, f"{hub}/acme/mul/1", token="t")
 

@@ -101,7 +101,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- subcommands --------------------------------------------------------------
 
 _JSON = arg("--json", action="store_true", help="print JSON for scripts")
-_HANDLE = arg("handle", help="model URL, archive URL or path")
+_HANDLE = arg("handle", help="model URL, archive URL, path or hf://ORG/NAME[@REVISION]")
 _CACHE_DIR = arg(
     "--cache-dir",
     metavar="DIR",
@@ -471,7 +471,11 @@ def _cache_rm(args: argparse.Namespace) -> int:
 @command(
     "serve",
     "run a model hub serving the models under ROOT (needs the [server] extra)",
-    arg("root", help="storage root: a folder (created if missing) or an fsspec URL (s3://...)"),
+    arg(
+        "root",
+        help="storage root: a folder (created if missing), s3://BUCKET/PREFIX (the [s3] "
+        "extra; AWS_ENDPOINT_URL, AWS_PROFILE... as for the AWS CLI) or an fsspec URL",
+    ),
     arg("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
     arg("--port", type=int, default=8080, help="port to listen on (default 8080)"),
     arg("--tokens-file", metavar="FILE", help="publishing tokens, one a line (else uploads off)"),
@@ -509,6 +513,34 @@ def _cache_rm(args: argparse.Namespace) -> int:
         help="stop the upload inspector (TensorFlow, ~570 MB) this long after its last "
         "upload (default 60)",
     ),
+    arg(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (default 1)",
+    ),
+    arg(
+        "--redirect-downloads",
+        action="store_true",
+        help="s3:// roots: answer archive downloads with a 307 to a presigned URL of the "
+        "store, so the bytes come straight from it (or its CDN)",
+    ),
+    arg(
+        "--catalog-refresh",
+        type=float,
+        metavar="SECONDS",
+        help="s3:// roots: how long a replica trusts its copy of the catalog index, the most "
+        "a model published through another replica takes to appear in its lists (default 2)",
+    ),
+    arg(
+        "--debris-age",
+        type=float,
+        metavar="SECONDS",
+        help="s3:// roots: remove the objects of an upload whose server stopped refreshing "
+        "it this long ago (default 900)",
+    ),
+    arg("--no-access-log", action="store_true", help="do not log each request on stdout"),
 )
 def _serve(args: argparse.Namespace) -> int:
     from savedhub.server import serve
@@ -524,15 +556,32 @@ def _serve(args: argparse.Namespace) -> int:
         max_unpacked_bytes=args.max_unpacked,
         upload_idle_timeout=args.upload_idle_timeout,
         inspector_idle=args.inspector_idle,
+        redirect_downloads=args.redirect_downloads,
+        workers=args.workers,
+        access_log=not args.no_access_log,
+        storage_options=_s3_options(args),
         **options,
     )
     return EXIT_OK
 
 
+def _s3_options(args: argparse.Namespace) -> dict[str, float] | None:
+    options = {"catalog_refresh": args.catalog_refresh, "debris_age": args.debris_age}
+    given = {name: value for name, value in options.items() if value is not None}
+    if given and not str(args.root).startswith("s3://"):
+        args.parser.error("--catalog-refresh and --debris-age apply to s3:// roots only")
+    return given or None
+
+
 @command(
     "push",
     "publish a model folder or archive to a hub as URL (http://HOST/PUBLISHER/MODEL/VERSION)",
-    arg("src", metavar="DIR|ARCHIVE", help="a SavedModel folder (packed first) or a .tar.gz"),
+    arg(
+        "src",
+        metavar="DIR|ARCHIVE|hf://ORG/NAME",
+        help="a SavedModel folder (packed first), a .tar.gz, or a Hugging Face model "
+        "(converted first)",
+    ),
     arg("url", help="the version's URL on the hub"),
     arg("--token", help="the hub's publishing token (default: $SAVEDHUB_TOKEN)"),
     _JSON,

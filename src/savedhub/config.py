@@ -144,6 +144,30 @@ def offline() -> bool:
     return _flag("SAVEDHUB_OFFLINE")
 
 
+def hf_offline() -> bool:
+    """Offline for ``hf://`` handles: SAVEDHUB_OFFLINE=1 or Hugging Face's own
+    HF_HUB_OFFLINE=1 (read here at call time; huggingface_hub reads it once at import)."""
+    return offline() or _flag("HF_HUB_OFFLINE") or _flag("TRANSFORMERS_OFFLINE")
+
+
+def hf_endpoint() -> str:
+    """The Hugging Face Hub to ask for ``hf://`` handles: HF_ENDPOINT (a mirror), else
+    https://huggingface.co. Read at call time; huggingface_hub reads it once at import."""
+    return (os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co").rstrip("/")
+
+
+def hf_cache_dir() -> Path:
+    """Hugging Face's download cache, as huggingface_hub places it: HF_HUB_CACHE,
+    else HUGGINGFACE_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(name, "").strip():
+            return Path(os.path.expandvars(os.path.expanduser(os.environ[name].strip())))
+    home = os.environ.get("HF_HOME", "").strip() or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join("~", ".cache"), "huggingface"
+    )
+    return Path(os.path.expandvars(os.path.expanduser(home))) / "hub"
+
+
 def verify_certificates() -> bool:
     """False when TFHUB_DISABLE_CERT_VALIDATION is set, as in tensorflow_hub."""
     return not _flag("TFHUB_DISABLE_CERT_VALIDATION")

@@ -2,8 +2,10 @@
 
 A handle is what a user passes to ``load``/``resolve``/``KerasLayer``: a local
 path, a ``file://`` URL, an ``http(s)://`` URL of a hub that speaks the
-hosting protocol (or of a plain ``.tar.gz``), or a folder on a filesystem that
-TensorFlow reads in place (``gs://``, ``s3://``, ``ram://`` ...).
+hosting protocol (or of a plain ``.tar.gz``), a Hugging Face model repository
+``hf://ORG/NAME[@REVISION]`` (converted on first use, see
+:mod:`savedhub.client.hf`), or a folder on a filesystem that TensorFlow reads
+in place (``gs://``, ``s3://``, ``ram://`` ...).
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # Query parameters of the hosting protocol that do not change which model is meant.
 _PROTOCOL_QUERY = {"tf-hub-format"}
+# Hugging Face repository names: ORG/NAME, each of letters, digits, "-", "_", ".".
+_HF_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,95})/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,95})$")
+_HF_REVISION = re.compile(r"^[A-Za-z0-9._/-]{1,255}$")
+HF_SCHEME = "hf"
 
 
 class HandleKind(enum.Enum):
     LOCAL = "local"  # a folder on this machine, used in place
     HTTP = "http"  # a hosting-protocol model URL or a plain archive URL
     REMOTE_FS = "remote_fs"  # a folder TensorFlow's filesystems read in place
+    HUGGING_FACE = "hf"  # a Hugging Face model repository, converted into the cache
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,9 @@ class Handle:
             canonical spelling (:func:`canonical_model_url`), so each model is
             one entry however it is written.
         mirrored: True when a mirror rewrote the location.
+        revision: for ``hf://`` handles, the revision after ``@`` (a branch,
+            tag or commit SHA), or None for the repository's default branch;
+            ``location`` is then the repository id ``ORG/NAME``.
     """
 
     original: str
@@ -49,6 +59,7 @@ class Handle:
     location: str
     cache_key: str
     mirrored: bool = False
+    revision: str | None = None
 
     @property
     def is_archive_url(self) -> bool:
@@ -142,6 +153,29 @@ def apply_mirrors(location: str) -> tuple[str, bool]:
     return location, False
 
 
+def _parse_hf(text: str, handle: object) -> Handle:
+    """``hf://ORG/NAME[@REVISION]``: a Hugging Face model repository (mirrors do not
+    apply; ``HF_ENDPOINT`` chooses the server)."""
+    rest = text[len(HF_SCHEME) + 3 :].strip("/")
+    repo, at, revision = rest.partition("@")
+    repo = repo.strip("/")
+    if not _HF_REPO.match(repo) or ".." in repo:
+        raise InvalidHandleError(
+            f"{text!r} is not a Hugging Face model handle: write hf://ORG/NAME or "
+            "hf://ORG/NAME@REVISION (a branch, tag or commit SHA), e.g. "
+            "hf://sentence-transformers/all-MiniLM-L6-v2.",
+            handle,
+        )
+    if at and (not _HF_REVISION.match(revision) or ".." in revision):
+        raise InvalidHandleError(
+            f"{text!r} names the revision {revision!r}, which is not a branch, tag or commit "
+            "SHA: write hf://ORG/NAME@main, hf://ORG/NAME@v1.0 or hf://ORG/NAME@<40-hex SHA>.",
+            handle,
+        )
+    canonical = f"{HF_SCHEME}://{repo}" + (f"@{revision}" if at else "")
+    return Handle(text, HandleKind.HUGGING_FACE, repo, canonical, revision=revision or None)
+
+
 def parse(handle: object) -> Handle:
     """Parse and normalise a handle.
 
@@ -156,6 +190,9 @@ def parse(handle: object) -> Handle:
     text = _as_text(handle)
     match = _SCHEME.match(text)
     scheme = match.group(1).lower() if match else ""
+
+    if scheme == HF_SCHEME:
+        return _parse_hf(text, handle)
 
     if scheme == "file":
         path = urllib.parse.unquote(urllib.parse.urlsplit(text).path)

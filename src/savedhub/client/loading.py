@@ -69,7 +69,8 @@ def load(
     """Resolve a handle and load the SavedModel, as ``tf.saved_model.load`` would.
 
     Args:
-        handle: a folder path, ``file://`` URL, model URL or ``gs://``-style folder.
+        handle: a folder path, ``file://`` URL, model URL, ``gs://``-style folder, or
+            ``hf://ORG/NAME[@REVISION]`` (converted into the cache on first use).
         tags: MetaGraph tags to load. ``None`` picks the model's default; for a
             legacy TF1 Hub format module that is the empty tag set.
         options: a ``tf.saved_model.LoadOptions``, passed through.

@@ -1,7 +1,8 @@
 """Handle -> a local (or TensorFlow-readable) SavedModel directory.
 
 Local folders are used in place and checked; remote handles go through the
-cache (``savedhub.client.remote``); folders on TensorFlow's own filesystems
+cache (``savedhub.client.remote``); ``hf://`` repositories are converted into
+the cache (``savedhub.client.hf``); folders on TensorFlow's own filesystems
 (``gs://`` ...) are returned as they are and read in place by ``loading``.
 """
 
@@ -72,6 +73,10 @@ def resolve_handle(handle: Handle, cache_dir: str | os.PathLike[str] | None = No
         return str(check_saved_model_dir(handle.location, handle.original))
     if handle.kind is HandleKind.REMOTE_FS:
         return handle.location
+    if handle.kind is HandleKind.HUGGING_FACE:
+        from savedhub.client import hf  # huggingface_hub and the converter, only when needed
+
+        return hf.resolve_hf(handle, cache_dir)
     from savedhub.client import remote  # the cache and HTTP stack, only when needed
 
     return remote.resolve_remote(handle, cache_dir)
@@ -86,7 +91,9 @@ def resolve(
     the cache once and then served from it.
 
     Args:
-        handle: a folder path, ``file://`` URL, model URL or ``gs://``-style folder.
+        handle: a folder path, ``file://`` URL, model URL, ``gs://``-style folder, or
+            ``hf://ORG/NAME[@REVISION]`` (a sentence-transformers BERT repository on
+            the Hugging Face Hub, converted into the cache on first use).
         cache_dir: the cache root for this call; by default SAVEDHUB_CACHE_DIR,
             TFHUB_CACHE_DIR, else the user's cache folder.
 

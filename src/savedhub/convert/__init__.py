@@ -34,23 +34,41 @@ from pathlib import Path
 
 from savedhub._io.atomic import replace_folder
 from savedhub._io.digest import file_sha256 as sha256_of
+from savedhub.convert._card import Origin
 from savedhub.convert._image_source import (
     HEADS,
     SUPPORTED_IMAGE,
     ImageSource,
     read_image_source,
 )
-from savedhub.convert._source import SUPPORTED, BertSource, read_source
+from savedhub.convert._source import (
+    SUPPORTED,
+    SUPPORTED_ARCHITECTURES,
+    BertSource,
+    ModuleLayout,
+    check_pooling_config,
+    check_transformer_config,
+    read_layout,
+    read_source,
+)
 from savedhub.errors import MissingPackageError, OutputExistsError, UnsupportedSourceError
 
 __all__ = [
+    "CONVERTER_VERSION",
     "HEADS",
     "SUPPORTED",
+    "SUPPORTED_ARCHITECTURES",
     "SUPPORTED_IMAGE",
     "BertSource",
     "ImageSource",
+    "ModuleLayout",
+    "Origin",
+    "check_pooling_config",
+    "check_transformer_config",
     "convert",
+    "convert_source",
     "read_image_source",
+    "read_layout",
     "read_source",
     "sha256_of",
 ]
@@ -58,6 +76,11 @@ __all__ = [
 log = logging.getLogger("savedhub")
 
 CARD_FILE = "README.md"
+
+# Part of the cache key of models converted from hf:// handles: raise it whenever a
+# converted SavedModel would come out different (graph, weights layout, card), so
+# caches convert again instead of serving the old output.
+CONVERTER_VERSION = 1
 
 
 def _require(module: str, pip_name: str, extra: str, src: str) -> None:
@@ -87,7 +110,7 @@ def _check_output(out: Path, overwrite: bool) -> None:
         )
 
 
-def _write_saved_model(source: BertSource, work: Path) -> None:
+def _write_saved_model(source: BertSource, work: Path, origin: Origin | None = None) -> None:
     import tensorflow as tf
     from safetensors.numpy import load_file
 
@@ -99,7 +122,20 @@ def _write_saved_model(source: BertSource, work: Path) -> None:
     table = build_char_table(source.tokenizer.normalizer, source.tokenizer.special_tokens)
     encoder = SentenceEncoder(source, table, load_file(source.weights_file))
     tf.saved_model.save(encoder, str(work), signatures={"serving_default": encoder.serve})
-    (work / CARD_FILE).write_text(model_card(source, __version__), encoding="utf-8")
+    (work / CARD_FILE).write_text(model_card(source, __version__, origin), encoding="utf-8")
+
+
+def convert_source(source: BertSource, work: str | os.PathLike[str], origin: Origin) -> None:
+    """Write the SavedModel and card of an already read ``source`` into the new folder
+    ``work`` (a cache work folder: the caller renames it into place).
+
+    Raises:
+        MissingPackageError: tensorflow-text or safetensors is not installed.
+    """
+    _require("tensorflow_text", "tensorflow-text", "hf", origin.requested)
+    _require("safetensors", "safetensors", "hf", origin.requested)
+    log.info("converting %s (commit %s) for %s", origin.repo, origin.revision, origin.requested)
+    _write_saved_model(source, Path(work), origin)
 
 
 def _write_image_model(source: ImageSource, head: str, work: Path) -> None:

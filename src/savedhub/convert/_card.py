@@ -8,9 +8,28 @@ how to load it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from savedhub.convert._source import BertSource
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a converted model's source came from, for its card.
+
+    Attributes:
+        repo: the Hugging Face repository id, ``ORG/NAME``.
+        revision: the commit SHA the files were read at.
+        requested: the handle as asked for, e.g. ``hf://ORG/NAME@main``.
+        endpoint: the Hub that served them (``HF_ENDPOINT``).
+    """
+
+    repo: str
+    revision: str
+    requested: str
+    endpoint: str
+
 
 _LICENCES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "cc-by-4.0": "CC-BY-4.0"}
 
@@ -29,20 +48,28 @@ def source_licence(folder: str) -> str | None:
     return _LICENCES.get(value.lower(), value)
 
 
-def model_card(source: BertSource, version: str) -> str:
-    """Markdown text of the card."""
+def model_card(source: BertSource, version: str, origin: Origin | None = None) -> str:
+    """Markdown text of the card; ``origin`` names the Hub repository and commit the
+    source was fetched from (else weights we know by digest name their upstream)."""
     config, tok = source.config, source.tokenizer
     hidden = config["hidden_size"]
-    upstream = source.upstream
+    upstream = (origin.repo, origin.revision) if origin else source.upstream
     title = upstream[0].rsplit("/", 1)[-1] if upstream else Path(source.folder).name
     licence = source_licence(source.folder)
-    if upstream:
-        origin = (
+    if origin:
+        origin_lines = (
+            f"- Upstream: [{origin.repo}]({origin.endpoint}/{origin.repo}), "
+            f"revision `{origin.revision}`\n"
+            f"- Fetched as `{origin.requested}` from {origin.endpoint} and converted on first "
+            "use (savedhub's `hf://` handles)\n"
+        )
+    elif upstream:
+        origin_lines = (
             f"- Upstream: [{upstream[0]}](https://huggingface.co/{upstream[0]}), "
             f"revision `{upstream[1]}`\n"
         )
     else:
-        origin = f"- Upstream: `{source.name}` (converted from a local folder)\n"
+        origin_lines = f"- Upstream: `{source.name}` (converted from a local folder)\n"
     pooling = {
         "mean": "mean pooling over the attention mask",
         "cls": "the [CLS] token",
@@ -69,7 +96,7 @@ tokenizer runs inside the graph, so the model needs no Python preprocessing.
 
 ## Source
 
-{origin}- Weights: `model.safetensors`, SHA-256 `{source.sha256}`
+{origin_lines}- Weights: `model.safetensors`, SHA-256 `{source.sha256}`
 - Licence: {licence or "not stated by the source; check it before you publish this model"}
 
 ## Use

@@ -22,9 +22,11 @@ SUPPORTED = (
     "Supported: a sentence-transformers folder of a BERT model, i.e. modules.json listing "
     "sentence_transformers.models.Transformer, then Pooling (mean, cls or max), then "
     "optionally Normalize; config.json with model_type 'bert', absolute position embeddings "
-    "and hidden_act 'gelu' or 'relu'; weights in model.safetensors; a WordPiece vocab.txt "
-    "(with tokenizer.json or tokenizer_config.json)."
+    "and hidden_act 'gelu' or 'relu'; weights in model.safetensors; a WordPiece vocab.txt, "
+    "lower-cased or cased (with tokenizer.json or tokenizer_config.json); any max_seq_length. "
+    "That covers e.g. all-MiniLM-L*, paraphrase-MiniLM-*, bge-*-en(-v1.5), e5-*-v2 and gte-*."
 )
+SUPPORTED_ARCHITECTURES = ("bert",)
 
 _TRANSFORMER = "sentence_transformers.models.Transformer"
 _POOLING = "sentence_transformers.models.Pooling"
@@ -86,6 +88,62 @@ def _read_json(folder: str, path: Path) -> Any:
         raise _refuse(folder, f"{path.name} could not be read as JSON ({exc})") from exc
 
 
+@dataclass(frozen=True)
+class ModuleLayout:
+    """Where a sentence-transformers folder keeps its modules, from ``modules.json``.
+
+    Attributes:
+        transformer: folder of the Transformer module relative to the root ("" = the root).
+        pooling: folder of the Pooling module's config, relative to the root.
+        normalize: whether a Normalize module follows the pooling.
+    """
+
+    transformer: str
+    pooling: str
+    normalize: bool
+
+
+def read_layout(src: str | os.PathLike[str]) -> ModuleLayout:
+    """The module layout of the folder ``src``, read from its ``modules.json`` alone.
+
+    Raises:
+        UnsupportedSourceError: no modules.json, or modules other than
+            Transformer, Pooling and an optional Normalize.
+    """
+    folder = os.fspath(src)
+    transformer, pooling, normalize = _modules(folder, Path(folder))
+    relative = os.path.relpath(transformer, folder).replace(os.sep, "/")
+    return ModuleLayout(
+        transformer="" if relative == "." else relative,
+        pooling=pooling,
+        normalize=normalize,
+    )
+
+
+def check_transformer_config(
+    src: str | os.PathLike[str], config_file: str | os.PathLike[str]
+) -> None:
+    """Refuse a Transformer ``config.json`` the converter cannot build, naming its
+    architecture and the supported ones (before any weights are read or fetched).
+
+    Raises:
+        UnsupportedSourceError: not a BERT encoder this converter handles.
+    """
+    path = Path(config_file)
+    _bert_config(os.fspath(src), path.parent, config_name=path.name)
+
+
+def check_pooling_config(
+    src: str | os.PathLike[str], pooling_folder: str | os.PathLike[str]
+) -> str:
+    """The pooling mode (mean, cls or max) of a Pooling module's folder, or a refusal.
+
+    Raises:
+        UnsupportedSourceError: another or no pooling mode.
+    """
+    return _pooling(os.fspath(src), Path(pooling_folder))
+
+
 def _modules(folder: str, root: Path) -> tuple[Path, str, bool]:
     """(transformer folder, pooling config folder, normalize?) from modules.json."""
     if not (root / "modules.json").is_file():
@@ -114,13 +172,21 @@ def _pooling(folder: str, path: Path) -> str:
     return str(modes[0])
 
 
-def _bert_config(folder: str, path: Path) -> dict[str, Any]:
-    if not (path / "config.json").is_file():
+def _bert_config(folder: str, path: Path, config_name: str = "config.json") -> dict[str, Any]:
+    if not (path / config_name).is_file():
         raise _refuse(folder, f"its Transformer module has no config.json in {str(path)!r}")
-    config: dict[str, Any] = _read_json(folder, path / "config.json")
+    config: dict[str, Any] = _read_json(folder, path / config_name)
+    if not isinstance(config, dict):
+        raise _refuse(folder, "config.json is not a JSON object")
     model_type = config.get("model_type")
-    if model_type != "bert":
-        raise _refuse(folder, f"config.json has model_type {model_type!r}")
+    if model_type not in SUPPORTED_ARCHITECTURES:
+        architectures = config.get("architectures") or []
+        named = f" ({', '.join(map(str, architectures))})" if architectures else ""
+        raise _refuse(
+            folder,
+            f"config.json has model_type {model_type!r}{named}, an architecture this converter "
+            f"does not build (it builds: {', '.join(SUPPORTED_ARCHITECTURES)})",
+        )
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise _refuse(folder, f"position_embedding_type is {config['position_embedding_type']!r}")
     if config.get("hidden_act") not in ("gelu", "relu"):

@@ -27,7 +27,7 @@ from savedhub._wire import (
     is_valid_version,
     version_error,
 )
-from savedhub.client.handles import ARCHIVE_SUFFIXES
+from savedhub.client.handles import ARCHIVE_SUFFIXES, HF_SCHEME
 from savedhub.errors import IntegrityError, InvalidHandleError, PublishError, TransferError
 from savedhub.transfer import progress_bar, upload
 
@@ -147,10 +147,13 @@ def _send(
 
 
 def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> PushResult:
-    """Publish a SavedModel folder or a ``.tar.gz`` archive as the version at ``url``.
+    """Publish a SavedModel folder, a ``.tar.gz`` archive or an ``hf://`` model as the
+    version at ``url``.
 
     Args:
-        src: a SavedModel folder (packed on the fly) or an archive made by ``savedhub pack``.
+        src: a SavedModel folder (packed on the fly), an archive made by ``savedhub pack``,
+            or ``hf://ORG/NAME[@REVISION]``: the Hugging Face model converted into the
+            cache (converting it first if needed), published with its model card.
         url: the version's model URL, ``http(s)://HOST/PUBLISHER/MODEL/VERSION``.
         token: the hub's bearer token; default SAVEDHUB_TOKEN.
 
@@ -159,6 +162,7 @@ def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> Pus
 
     Example:
         >>> push("./my_model", "http://hub:8080/acme/mul/1", token="s3cr3t")  # doctest: +SKIP
+        >>> push("hf://BAAI/bge-small-en-v1.5", "http://hub:8080/baai/bge/1")  # doctest: +SKIP
 
     Raises:
         PublishError: the hub refused (401/403 token, 409 version exists, 413 too large,
@@ -169,6 +173,10 @@ def push(src: str | os.PathLike[str], url: str, token: str | None = None) -> Pus
     """
     api_url, model_url = upload_url(url)
     token = token or config.push_token()
+    if os.fspath(src).startswith(f"{HF_SCHEME}://"):
+        from savedhub.client.resolver import resolve
+
+        src = resolve(src)
     source = Path(src).expanduser()
     if source.is_file() and source.name.endswith(ARCHIVE_SUFFIXES):
         return _send(source, file_sha256(source), api_url, model_url, token)

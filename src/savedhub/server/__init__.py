@@ -3,7 +3,9 @@
 It speaks the TF Hub hosting protocol to clients (``savedhub`` and
 ``tensorflow_hub``), shows each model's page to browsers, lists models as
 JSON, and takes authenticated uploads. Storage is pluggable: a local folder
-by default, any fsspec filesystem (S3, GCS) through ``FsspecStorage``.
+by default, an S3 bucket shared by any number of replicas through
+``savedhub.server.s3.S3Storage`` (the ``[s3]`` extra), any other fsspec
+filesystem (GCS) through ``FsspecStorage``.
 
 Example:
     >>> from savedhub.server import create_app

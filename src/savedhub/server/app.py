@@ -3,8 +3,10 @@
 URLs (``P``/``M``/``V`` are publisher, model and version names)::
 
     GET  /                                  front page, ?q= searches by name
+    GET  /healthz                           200 while the storage answers, else 503
     GET  /P                                 the publisher's models
-    GET  /P/M/V?tf-hub-format=compressed    the archive (Range, If-Range, ETag, Repr-Digest)
+    GET  /P/M/V?tf-hub-format=compressed    the archive (Range, If-Range, ETag, Repr-Digest),
+                                            or with --redirect-downloads a 307 to the store
     GET  /P/M/V?tf-hub-format=uncompressed  303, body = the folder to read in place
                                             (gs://... storage) or else /P/M/V/files
     GET  /P/M/V/files                       the SavedModel's files: path, size, url (JSON)
@@ -45,6 +47,7 @@ from savedhub import config
 from savedhub._wire import VersionRecord, is_valid_version, version_error
 from savedhub.server import pages
 from savedhub.server import storage as layout
+from savedhub.server.accesslog import AccessLog
 from savedhub.server.auth import load_rules
 from savedhub.server.catalog import Catalog, ModelSummary
 from savedhub.server.inspector import IDLE_SECONDS, Inspector
@@ -134,8 +137,9 @@ async def front_page(request: Request) -> Response:
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
     empty = not summaries and not query
+    page = pages.page_number(request.query_params.get("page"))
     # Off the event loop, like every page: its cost grows with the number of models.
-    render = functools.partial(pages.render_index, empty=empty)
+    render = functools.partial(pages.render_index, empty=empty, page=page)
     return _page(await run_in_threadpool(render, summaries, query, base_url(request)))
 
 
@@ -149,7 +153,8 @@ async def publisher_page(request: Request) -> Response:
         return await _not_found(request, publisher)
     if not wants_html(request):
         return JSONResponse({"models": [_summary_json(request, s) for s in summaries]})
-    render = functools.partial(pages.render_index, publisher=publisher)
+    page = pages.page_number(request.query_params.get("page"))
+    render = functools.partial(pages.render_index, publisher=publisher, page=page)
     return _page(await run_in_threadpool(render, summaries, "", base_url(request)))
 
 
@@ -198,13 +203,24 @@ async def api_version(request: Request) -> Response:
     return JSONResponse(_version_json(request, record))
 
 
-def _archive_response(request: Request, version: VersionRecord) -> Response:
-    storage = hub_of(request).storage
+async def _archive_response(request: Request, version: VersionRecord) -> Response:
+    hub = hub_of(request)
+    storage = hub.storage
     names = (version.publisher, version.model, version.version)
+    filename = f"{'_'.join(names)}.tar.gz"
+    if hub.redirect_downloads:
+        target = await run_in_threadpool(
+            functools.partial(storage.download_url, *names, layout.ARCHIVE, filename=filename)
+        )
+        if target is not None:
+            # The digest rides on the redirect: the store's own answer cannot carry it, and
+            # clients check what they assembled against it. The URL expires: never cache it.
+            headers = {**digest_headers(version.sha256), "cache-control": "no-store"}
+            return RedirectResponse(target, status_code=307, headers=headers)
     headers = {
         **digest_headers(version.sha256),
         "content-type": "application/gzip",
-        "content-disposition": f'attachment; filename="{"_".join(names)}.tar.gz"',
+        "content-disposition": f'attachment; filename="{filename}"',
         # Versions are immutable: any cache may keep the archive for good.
         "cache-control": "public, max-age=31536000, immutable",
     }
@@ -216,7 +232,7 @@ def _archive_response(request: Request, version: VersionRecord) -> Response:
 async def _serve_version(request: Request, version: VersionRecord) -> Response:
     fmt = request.query_params.get(_FORMAT)
     if fmt == "compressed":
-        return _archive_response(request, version)
+        return await _archive_response(request, version)
     if fmt == "uncompressed":
         # Object storage TensorFlow reads itself (gs://, s3://) is named as the folder to
         # read in place, as tfhub.dev did; otherwise the hub's own listing of the files.
@@ -317,6 +333,14 @@ async def model_route(request: Request) -> Response:
     return await _serve_version(request, latest)
 
 
+async def healthz(request: Request) -> Response:
+    """200 while the storage answers, 503 saying why when it does not (for load balancers)."""
+    problem = await run_in_threadpool(hub_of(request).storage.check)
+    if problem is not None:
+        return JSONResponse({"status": "unavailable", "storage": problem}, status_code=503)
+    return JSONResponse({"status": "ok", "storage": "reachable"})
+
+
 async def stylesheet(request: Request) -> Response:
     return Response(
         pages.STYLESHEET, media_type="text/css", headers={"cache-control": "public, max-age=3600"}
@@ -333,6 +357,9 @@ def create_app(
     max_unpacked_bytes: int | None = None,
     upload_idle_timeout: float | None = None,
     inspector_idle: float | None = None,
+    redirect_downloads: bool = False,
+    access_log: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> Starlette:
     """The hub as an ASGI application serving the models under ``root``.
 
@@ -351,6 +378,12 @@ def create_app(
         allowed_hosts: the ``Host`` values answered (names, ``name:port``, or ``*``);
             others get 400. Default: the loopback names when ``public_url`` is not
             set (``savedhub serve`` passes the address it binds), else any.
+        redirect_downloads: answer archive downloads with a 307 to a presigned URL of
+            the store (S3), so the bytes come straight from it; ignored by storage that
+            has no such URLs (a local folder).
+        access_log: log every request in the Combined Log Format (``savedhub.access``).
+        storage_options: for an ``s3://`` root, :class:`~savedhub.server.s3.S3Storage`'s
+            ``catalog_refresh``, ``debris_age`` and ``presign_seconds``.
 
     Raises:
         ValueError: ``public_url`` is not ``http(s)://host[:port]``.
@@ -358,7 +391,7 @@ def create_app(
     Example:
         >>> app = create_app("/srv/hub", tokens=["s3cr3t"])  # uvicorn.run(app)
     """
-    store = root if isinstance(root, Storage) else open_storage(root)
+    store = root if isinstance(root, Storage) else open_storage(root, **(storage_options or {}))
     hub = Hub(
         storage=store,
         catalog=Catalog(store),
@@ -370,12 +403,14 @@ def create_app(
         ),
         public_url=public_base_url(public_url) if public_url else None,
         inspector=Inspector(idle=inspector_idle or IDLE_SECONDS),
+        redirect_downloads=redirect_downloads,
     )
     if allowed_hosts is None:
         allowed_hosts = ["*"] if public_url else LOOPBACK_HOSTS
     read = ["GET", "HEAD"]
     routes = [
         Route("/", front_page, methods=read),
+        Route("/healthz", healthz, methods=read),
         Route("/static/style.css", stylesheet, methods=read),
         Route("/api/models", api_models, methods=read),
         Route("/api/models/{publisher}/{model}", api_model, methods=read),
@@ -395,10 +430,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if hub.rules.uploads_enabled:  # make this server's scratch space, reaping crashed uploads
             await run_in_threadpool(hub.storage.scratch_dir)
+        if (tend := getattr(hub.storage, "start_janitor", None)) is not None:
+            tend()  # object storage: collect what killed servers left there
         yield
         await run_in_threadpool(hub.inspector.close)
 
     middleware = [Middleware(StandardHeaders), Middleware(HostCheck, allowed=allowed_hosts)]
+    if access_log:
+        middleware.insert(0, Middleware(AccessLog))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.hub = hub
     return app

@@ -1,8 +1,13 @@
 """What the hub holds: publishers, models, versions and their metadata, read from storage.
 
 Versions are immutable, so a version's metadata is read from storage once
-and kept in memory; listings are read fresh on every call so that models
-published by another server in front of the same storage appear at once.
+and kept in memory. Listings come from the storage's model index when it
+keeps one (:meth:`Storage.model_index`: S3, where walking thousands of
+folders per page would cost thousands of requests, and another replica's
+publish shows within the index's refresh time); otherwise they are read
+fresh from the folders on every call, so models published by another server
+in front of the same storage appear at once. A version asked for by name is
+always read from storage, so it loads the moment it is published.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from savedhub._wire import VersionRecord, is_valid_version
 from savedhub.server import storage as layout
@@ -52,17 +59,30 @@ class Catalog:
         self.storage = storage
         self._metadata: dict[tuple[str, str, str], VersionRecord] = {}
         self._files: dict[str, dict[str, int]] = {}
+        self._summaries: (
+            tuple[Mapping[tuple[str, str], Any], list[tuple[ModelSummary, str]]] | None
+        ) = None
         self._lock = threading.Lock()
 
     def publishers(self) -> list[str]:
+        index = self.storage.model_index()
+        if index is not None:
+            return sorted({p for p, _ in index})
         return self.storage.list_dirs()
 
     def models(self, publisher: str) -> list[str]:
+        index = self.storage.model_index()
+        if index is not None:
+            return sorted(m for p, m in index if p == publisher)
         return [m for m in self.storage.list_dirs(publisher) if self.versions(publisher, m)]
 
     def versions(self, publisher: str, model: str) -> list[str]:
         """Published versions of a model, oldest first (folders not named by a
         positive integer are not versions and are left out)."""
+        index = self.storage.model_index()
+        entry = index.get((publisher, model)) if index is not None else None
+        if entry is not None:
+            return list(entry.versions)
         found = [
             v
             for v in self.storage.list_dirs(publisher, model)
@@ -128,6 +148,14 @@ class Catalog:
         """Every model (of one publisher, if given) whose ``publisher/model`` name
         contains ``query`` (case-insensitive), sorted by name."""
         needle = query.strip().lower()
+        index = self.storage.model_index()
+        if index is not None:
+            return [
+                s
+                for s, name in self._indexed_summaries(index)
+                if (publisher is None or s.publisher == publisher)
+                and (not needle or needle in name)
+            ]
         result = []
         publishers = [publisher] if publisher else self.publishers()
         for pub in publishers:
@@ -144,6 +172,21 @@ class Catalog:
                 if record is not None:
                     result.append(ModelSummary(pub, model, versions, record))
         return result
+
+    def _indexed_summaries(
+        self, index: Mapping[tuple[str, str], Any]
+    ) -> list[tuple[ModelSummary, str]]:
+        """Every model of ``index``, sorted, with its name in lower case for searches: made
+        once per version of the index (sorting 10,000 models on every page would cost a
+        page its time)."""
+        made = self._summaries
+        if made is None or made[0] is not index:
+            models = [
+                (ModelSummary(p, m, list(entry.versions), entry.latest), f"{p}/{m}".lower())
+                for (p, m), entry in sorted(index.items())
+            ]
+            made = self._summaries = (index, models)
+        return made[1]
 
     def explain_missing(
         self, publisher: str, model: str | None = None, version: str | None = None

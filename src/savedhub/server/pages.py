@@ -8,6 +8,7 @@ markdown-it's link check), within size limits, once per version.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,6 +26,9 @@ from savedhub.server.readme import ShownReadme, render_inline
 
 _HERE = Path(__file__).parent
 STYLESHEET = (_HERE / "static" / "style.css").read_text()
+
+
+MODELS_PER_PAGE = 100
 
 
 @lru_cache(maxsize=1)
@@ -113,6 +117,11 @@ class _Card:
     summary: str
 
 
+def page_number(text: str | None) -> int:
+    """The ``?page=`` asked for: a positive integer, else 1."""
+    return int(text) if text and text.isdigit() and 0 < int(text) < 10**9 else 1
+
+
 def render_index(
     summaries: list[ModelSummary],
     query: str,
@@ -120,10 +129,16 @@ def render_index(
     *,
     publisher: str | None = None,
     empty: bool = False,
+    page: int = 1,
 ) -> str:
-    """The front page (or one publisher's page): models grouped by publisher."""
+    """The front page (or one publisher's page): models grouped by publisher,
+    :data:`MODELS_PER_PAGE` at a time (``page`` counts from 1), so a hub of thousands
+    of models renders a page in the time of a hundred."""
+    pages_total = max(1, -(-len(summaries) // MODELS_PER_PAGE))
+    page = min(page, pages_total)
+    shown = summaries[(page - 1) * MODELS_PER_PAGE : page * MODELS_PER_PAGE]
     groups: dict[str, list[_Card]] = {}
-    for s in summaries:
+    for s in shown:
         summary = render_inline(s.latest.summary)
         groups.setdefault(s.publisher, []).append(
             _Card(
@@ -146,6 +161,11 @@ def render_index(
             empty=empty,
             summaries=summaries,
             groups=[{"publisher": p, "models": cards} for p, cards in groups.items()],
+            page=page,
+            pages_total=pages_total,
+            page_link=lambda n: (
+                "?" + urllib.parse.urlencode({**({"q": query} if query else {}), "page": n})
+            ),
         )
     )
 

@@ -64,14 +64,17 @@ def reap(root: Path) -> int:
     removed = 0
     cutoff = time.time() - STRAY_MAX_AGE
     for entry in list(root.iterdir()):
-        if entry.name.startswith(SESSION_PREFIX) and (entry / LOCK_FILE).exists():
-            freed = _reap_session(entry)
-            if freed is not None:
+        try:
+            if entry.name.startswith(SESSION_PREFIX) and (entry / LOCK_FILE).exists():
+                freed = _reap_session(entry)
+                if freed is not None:
+                    removed += 1
+                    logger.info("removed %s (%d bytes), left by a stopped server", entry, freed)
+            elif entry.lstat().st_mtime < cutoff:
+                _remove(entry)
                 removed += 1
-                logger.info("removed %s (%d bytes), left by a stopped server", entry.name, freed)
-        elif entry.lstat().st_mtime < cutoff:
-            _remove(entry)
-            removed += 1
+        except FileNotFoundError:
+            continue  # another server starting beside this one renamed or removed it
     return removed
 
 

@@ -27,6 +27,7 @@ class Hub:
     inspector: Inspector = field(default_factory=Inspector)
     readmes: ReadmeCache = field(default_factory=ReadmeCache)
     public_url: str | None = None
+    redirect_downloads: bool = False
     unpacking: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(CONCURRENT_UNPACKS)
     )

@@ -1,4 +1,5 @@
-"""Where the hub keeps its models: a small interface, a local folder, and fsspec.
+"""Where the hub keeps its models: a small interface, a local folder, and fsspec
+(S3 has its own implementation, :mod:`savedhub.server.s3`).
 
 The layout is the same on every backend::
 
@@ -18,7 +19,7 @@ non-empty target, so of two concurrent uploads exactly one wins); an fsspec
 root first claims the version with an exclusive create (``mode="xb"``), then
 copies the files and writes ``metadata.json`` last.
 
-Every path segment is checked again here (:func:`_segments`), so even a bug
+Every path segment is checked again here (:func:`segments`), so even a bug
 in a caller cannot make storage read or write outside the root.
 """
 
@@ -32,6 +33,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
@@ -51,7 +53,8 @@ _CLAIM = "claim.json"
 _TF_READABLE_PROTOCOLS = ("gs", "gcs", "s3", "hdfs")
 
 
-def _segments(parts: tuple[str, ...]) -> tuple[str, ...]:
+def segments(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """``parts`` unchanged if each is a valid name, else ValueError (never leave the root)."""
     for part in parts:
         if not is_valid_name(part):
             raise ValueError(f"refusing storage path segment {part!r}")
@@ -89,8 +92,11 @@ class Storage(Protocol):
         the system temp folder."""
         ...
 
-    def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
-        """Make the finished folder ``staging`` the version, atomically.
+    def publish(
+        self, staging: Path, publisher: str, model: str, version: str, upload: Any = None
+    ) -> None:
+        """Make the finished folder ``staging`` the version, atomically (``upload``: what
+        :meth:`begin_upload` returned, holding the archive already sent).
 
         Raises:
             VersionExistsError: that version already exists or is being published.
@@ -112,8 +118,41 @@ class Storage(Protocol):
         ``parts`` (raises FileNotFoundError, also for a path leaving the folder)."""
         ...
 
+    def begin_upload(self, publisher: str, model: str, version: str) -> Any:
+        """Somewhere to stream the archive while it arrives (``add``, ``part_ready``,
+        ``send_part``, ``discard``), handed back to :meth:`publish`; None when the
+        storage takes the archive from the staging folder."""
+        ...
 
-class LocalStorage:
+    def model_index(self) -> Mapping[tuple[str, str], Any] | None:
+        """Every model at once -- ``(publisher, model)`` to an entry with ``versions``
+        and ``latest`` -- kept by the storage so that a page costs no listing; None
+        when the catalog should walk the folders."""
+        ...
+
+    def download_url(self, *parts: str, filename: str) -> str | None:
+        """A URL the client may fetch the file from directly (a presigned URL), or None."""
+        ...
+
+    def check(self) -> str | None:
+        """None when the storage answers, else what is wrong (for ``/healthz``)."""
+        ...
+
+
+class _WalkedStorage:
+    """What a storage without an index, direct downloads or streamed uploads answers."""
+
+    def begin_upload(self, publisher: str, model: str, version: str) -> Any:
+        return None
+
+    def model_index(self) -> Mapping[tuple[str, str], Any] | None:
+        return None
+
+    def download_url(self, *parts: str, filename: str) -> str | None:
+        return None
+
+
+class LocalStorage(_WalkedStorage):
     """A folder on this machine (the default)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -122,7 +161,7 @@ class LocalStorage:
         self._scratch = LazyScratch(self.root / ".incoming")
 
     def _path(self, *parts: str) -> Path:
-        return self.root.joinpath(*_segments(parts))
+        return self.root.joinpath(*segments(parts))
 
     def list_dirs(self, *parts: str) -> list[str]:
         try:
@@ -151,7 +190,9 @@ class LocalStorage:
     def scratch_dir(self) -> Path:
         return self._scratch.path()
 
-    def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
+    def publish(
+        self, staging: Path, publisher: str, model: str, version: str, upload: Any = None
+    ) -> None:
         final = self._path(publisher, model, version)
         self.root.mkdir(parents=True, exist_ok=True)
         for folder in (final.parent.parent, final.parent):
@@ -173,6 +214,11 @@ class LocalStorage:
     def folder_url(self, *parts: str) -> str | None:
         return None
 
+    def check(self) -> str | None:
+        if self.root.is_dir() and os.access(self.root, os.R_OK | os.X_OK):
+            return None
+        return f"{self.root} is not a readable folder"
+
     def list_files(self, *parts: str) -> list[tuple[str, int]]:
         top = self._path(*parts).resolve()
         found = []
@@ -192,7 +238,7 @@ class LocalStorage:
         return path.open("rb")
 
 
-class FsspecStorage:
+class FsspecStorage(_WalkedStorage):
     """Any fsspec filesystem (``s3://bucket/hub``, ``gs://bucket/hub``, ``memory://hub``).
 
     The server stays stateless: everything lives in the object store. Publishing
@@ -214,7 +260,7 @@ class FsspecStorage:
         self._scratch = LazyScratch(Path(tempfile.gettempdir()) / "savedhub-incoming")
 
     def _path(self, *parts: str) -> str:
-        return "/".join((self.base, *_segments(parts)))
+        return "/".join((self.base, *segments(parts)))
 
     def list_dirs(self, *parts: str) -> list[str]:
         try:
@@ -247,7 +293,9 @@ class FsspecStorage:
     def scratch_dir(self) -> Path:
         return self._scratch.path()
 
-    def publish(self, staging: Path, publisher: str, model: str, version: str) -> None:
+    def publish(
+        self, staging: Path, publisher: str, model: str, version: str, upload: Any = None
+    ) -> None:
         target = self._path(publisher, model, version)
         name = f"{publisher}/{model}/{version}"
         if self.fs.exists(f"{target}/{METADATA}"):
@@ -270,6 +318,15 @@ class FsspecStorage:
             self.fs.put_file(str(staging / METADATA), f"{target}/{METADATA}")
         except Exception as exc:
             raise StorageError(f"could not publish {name} into {self.description}: {exc}") from exc
+
+    def check(self) -> str | None:
+        try:
+            self.fs.ls(self.base)
+        except FileNotFoundError:
+            return None  # an empty root: nothing published yet
+        except Exception as exc:
+            return f"{self.description} is not reachable: {exc}"
+        return None
 
     def folder_url(self, *parts: str) -> str | None:
         if self.protocol not in _TF_READABLE_PROTOCOLS:
@@ -295,14 +352,19 @@ class FsspecStorage:
         return self.fs.open(f"{self._path(*parts)}/{relative}", "rb")  # type: ignore[no-any-return]
 
 
-def open_storage(location: str | os.PathLike[str]) -> Storage:
-    """A storage for a local path, or for a URL with a scheme (``s3://``, ``memory://``...).
+def open_storage(location: str | os.PathLike[str], **s3_options: Any) -> Storage:
+    """A storage for a local path, an ``s3://`` bucket (:class:`~savedhub.server.s3.S3Storage`,
+    given ``s3_options``), or another fsspec URL (``gs://``, ``memory://``...).
 
     Example:
         >>> open_storage("/srv/hub").description
         '/srv/hub'
     """
     text = os.fspath(location)
+    if text.startswith("s3://"):
+        from savedhub.server.s3 import S3Storage  # boto3 only when asked for
+
+        return S3Storage(text, **s3_options)
     if "://" in text and not text.startswith("file://"):
         return FsspecStorage(text)
     return LocalStorage(text.removeprefix("file://"))

@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -30,7 +31,7 @@ from savedhub.server.limits import UploadLimits
 from savedhub.server.names import InvalidNameError, check_names
 from savedhub.server.publish import ReceivedArchive, UploadRejected, build_version, discard
 from savedhub.server.state import hub_of, model_url
-from savedhub.server.storage import VersionExistsError
+from savedhub.server.storage import StorageError, VersionExistsError
 
 logger = logging.getLogger("savedhub")
 
@@ -64,10 +65,12 @@ def _other_format(head: bytes) -> str | None:
 
 
 async def _receive_archive(
-    request: Request, scratch: Path | None, limits: UploadLimits
+    request: Request, scratch: Path | None, limits: UploadLimits, sink: Any = None
 ) -> ReceivedArchive:
     """The body, into a scratch file: hashed, cut off at the size cap, dropped when it stalls
-    for ``limits.idle_seconds``, and refused at its first bytes unless it is gzip."""
+    for ``limits.idle_seconds``, and refused at its first bytes unless it is gzip. With a
+    ``sink`` (:meth:`Storage.begin_upload`) each piece also goes to the store as it arrives,
+    a part at a time."""
     digest = hashlib.sha256()
     size = 0
     head = b""
@@ -91,6 +94,10 @@ async def _receive_archive(
                         raise _NotGzip(kind)
                 digest.update(chunk)
                 out.write(chunk)
+                if sink is not None:
+                    sink.add(chunk)
+                    if sink.part_ready:
+                        await run_in_threadpool(sink.send_part)
         if len(head) < _HEAD_BYTES and (kind := _other_format(head)):
             raise _NotGzip(kind)
     except BaseException:
@@ -156,10 +163,12 @@ async def upload(request: Request) -> Response:
     hub.in_flight.add(key)
     staging: Path | None = None
     received: ReceivedArchive | None = None
+    sink: Any = None
     try:
         scratch = await run_in_threadpool(hub.storage.scratch_dir)
+        sink = await run_in_threadpool(hub.storage.begin_upload, p, m, v)
         try:
-            received = await _receive_archive(request, scratch, limits)
+            received = await _receive_archive(request, scratch, limits, sink)
         except _TooLarge:
             return too_large
         except ClientDisconnect:  # the publisher went away: nobody reads an answer
@@ -196,14 +205,23 @@ async def upload(request: Request) -> Response:
                 hub.inspector,
                 limits.extract_limits(),
             )
-        await run_in_threadpool(hub.storage.publish, staging, p, m, v)
-        staging = None
+        await run_in_threadpool(hub.storage.publish, staging, p, m, v, sink)
+        staging = sink = None
     except UploadRejected as exc:
         return JSONResponse({"error": str(exc), "findings": exc.findings}, status_code=exc.status)
     except VersionExistsError:
         return JSONResponse({"error": exists_message}, status_code=409)
+    except StorageError as exc:  # the details (paths, the store's words) go to the log only
+        logger.error("the upload for %s failed in storage: %s", name, exc)
+        return JSONResponse(
+            {"error": f"The hub could not store {name}: its storage failed. Try again later."},
+            status_code=503,
+            headers={"retry-after": "30"},
+        )
     finally:
         hub.in_flight.discard(key)
+        if sink is not None:  # refused or cut short: the store keeps nothing of it
+            await run_in_threadpool(sink.discard)
         for leftover in (staging, received.path if received else None):
             if leftover is not None:
                 await run_in_threadpool(discard, leftover)

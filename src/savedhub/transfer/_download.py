@@ -22,7 +22,7 @@ from savedhub.errors import IntegrityError, TransferError
 from savedhub.transfer import _partial as partial_file
 from savedhub.transfer._headers import (
     RemoteFile,
-    parse_digest_headers,
+    announced_digest,
     remote_file,
     total_size,
 )
@@ -140,7 +140,7 @@ class Download:
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
                 size=total_size(response, resumed - self._skip),
-                sha256=parse_digest_headers(response.headers) or (state.sha256 if state else None),
+                sha256=announced_digest(response) or (state.sha256 if state else None),
             )
         else:
             assert state is not None

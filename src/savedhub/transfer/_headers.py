@@ -50,7 +50,7 @@ def remote_file(response: httpx.Response, size: int | None, resumed: int) -> Rem
         etag=response.headers.get("etag"),
         last_modified=response.headers.get("last-modified"),
         content_type=response.headers.get("content-type"),
-        sha256=parse_digest_headers(response.headers),
+        sha256=announced_digest(response),
         resumed_from=resumed,
     )
 
@@ -65,6 +65,17 @@ def parse_digest_headers(headers: httpx.Headers) -> str | None:
         name, _, value = item.strip().partition("=")
         if name.strip().lower() == "sha-256":
             return _b64_to_hex(value.strip())
+    return None
+
+
+def announced_digest(response: httpx.Response) -> str | None:
+    """The SHA-256 the answer announces, or else the redirect that led to it: a hub that
+    sends clients to a presigned store URL (``savedhub serve --redirect-downloads``) puts
+    the digest on its 307, since the store's own answer cannot carry it."""
+    for answer in (response, *reversed(response.history)):
+        digest = parse_digest_headers(answer.headers)
+        if digest is not None:
+            return digest
     return None
 
 
