@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from filelock import FileLock
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -49,13 +51,26 @@ def kr(request: pytest.FixtureRequest) -> SimpleNamespace:
 
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
+    """Where the session's models are built. Under pytest-xdist every worker shares one
+    folder (the workers' common base), so each model is built once for the whole run."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return tmp_path_factory.mktemp("models")
+    shared = tmp_path_factory.getbasetemp().parent / "models"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 def _build(root: Path, name: str, builder) -> str:  # noqa: ANN001
+    """``builder(path)`` once per run, whichever process asks first; the others wait for it.
+    A build that failed half-way is thrown away and done again."""
     path = root / name
-    if not path.exists():
-        builder(str(path))
+    done = root / f"{name}.built"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            if path.exists():
+                shutil.rmtree(path)
+            builder(str(path))
+            done.touch()
     return str(path)
 
 
