@@ -62,6 +62,21 @@ class Installed:
     links: dict[str, str] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of_folder(cls, folder: Path, url: str, etag: str | None = None) -> Installed:
+        """What ``folder`` holds, every file hashed: for a fetch that made its files
+        some other way than extracting an archive (a conversion, say)."""
+        files, links = walk_files(folder)
+        return cls(
+            url=url,
+            etag=etag,
+            archive_sha256=None,
+            archive_bytes=sum(files.values()),
+            files=files,
+            links=links,
+            sha256={rel: file_sha256(folder / rel) for rel in files},
+        )
+
 
 class Cache(Layout):
     """One cache root. Most code uses the module functions, which pick the

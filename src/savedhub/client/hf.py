@@ -31,9 +31,7 @@ import warnings
 from pathlib import Path
 
 from savedhub import config
-from savedhub._io.digest import file_sha256
 from savedhub.cache import Cache, Installed
-from savedhub.cache._disk import walk_files
 from savedhub.client import hf_fetch
 from savedhub.client.handles import HF_SCHEME, Handle, HandleKind
 from savedhub.client.hf_fetch import RepoCommit
@@ -149,15 +147,8 @@ def _convert_into(commit: RepoCommit, work: Path) -> Installed:
         endpoint=commit.endpoint,
     )
     convert.convert_source(source, work, origin)
-    files, links = walk_files(work)
-    return Installed(
-        url=f"{commit.endpoint}/{commit.repo}/tree/{commit.sha}",
-        etag=commit.sha,
-        archive_sha256=None,
-        archive_bytes=sum(files.values()),
-        files=files,
-        links=links,
-        sha256={rel: file_sha256(work / rel) for rel in files},
+    return Installed.of_folder(
+        work, url=f"{commit.endpoint}/{commit.repo}/tree/{commit.sha}", etag=commit.sha
     )
 
 
