@@ -181,11 +181,9 @@ def test_offline_serves_the_converted_copy_without_a_request(
 def test_an_unreachable_hub_serves_the_converted_copy(
     hf_minilm: str, session_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import socket
+    from hubserver import free_port
 
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"  # a port nobody listens on
     monkeypatch.setenv("HF_ENDPOINT", dead)
     assert hub.resolve(f"hf://{MINILM}", cache_dir=session_cache) == hf_minilm
     with pytest.raises(TransferError, match="could not be reached"):
