@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from httpserver import HubServer
+from hubserver import free_port
 
 COMMAND = [sys.executable, "-m", "savedhub.cli"]
 TIMEOUT = 300
@@ -187,9 +187,7 @@ def test_download_then_manage_the_cache(my_mul_path: str, tmp_path: Path) -> Non
 
 
 def test_download_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     monkeypatch.setenv("SAVEDHUB_HTTP_RETRIES", "0")
     done = run("download", f"http://127.0.0.1:{port}/test/model/1")
     assert done.returncode == 3

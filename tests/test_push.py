@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hubserver import free_port
 from puthub import PutHub, put_hub, sha256, version_record
 from savedhub.errors import PublishError, TransferError
 from savedhub.publish.push import push
@@ -63,9 +63,7 @@ def test_a_damaged_upload_is_an_integrity_error(hub: str, archive: Path) -> None
 
 
 def test_an_unreachable_hub_is_a_transfer_error(archive: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     with pytest.raises(TransferError, match=f"127.0.0.1:{port}") as failed:
         push(archive, f"http://127.0.0.1:{port}/acme/mul/1", token="t")
     assert "ConnectError" in str(failed.value) and failed.value.__cause__ is not None

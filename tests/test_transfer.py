@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 import savedhub as hub
 from httpserver import HubServer, Resource
+from hubserver import free_port
 from savedhub.transfer import Download, VersionChanged
 from savedhub.transfer._resume import Answer, Decision, Verdict, decide
 
@@ -174,9 +174,7 @@ def test_chunked_body_without_length(hub_server: HubServer) -> None:
 def test_unreachable_server_names_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAVEDHUB_HTTP_RETRIES", "1")
     monkeypatch.setenv("SAVEDHUB_HTTP_BACKOFF", "0.01")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     url = f"http://127.0.0.1:{port}/m.tar.gz"
     with pytest.raises(hub.TransferError, match=f"127.0.0.1:{port}/m.tar.gz.*2 attempts"):
         Download(url).open()
