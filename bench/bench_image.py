@@ -10,6 +10,9 @@ shows that it computes the same model: its logits on the golden images (the test
 two photos and three random images, logits recorded from the original) as the lowest
 cosine, the largest difference and top-1 agreement.
 
+``--profile`` adds where a batch-1 call spends its time: the TensorFlow profiler's op
+events by op type (after Grappler's fusions), for savedhub.load and ``--compare``.
+
 ``--compare FOLDER`` adds another converted classifier (for instance one converted by
 an earlier savedhub) as a ``savedhub.load`` column of the same run, for before/after
 ratios on a shared machine. Paths run in interleaved rounds and the best round counts,
@@ -20,7 +23,7 @@ the peers need torch, ``efficientnet-lite-pytorch==0.1.0`` (``--no-deps``), onnx
 onnxruntime, best in a virtual environment made with ``--system-site-packages``.
 
     python bench/bench_image.py [--seconds 2] [--rounds 3] [--batches 1,32,128]
-                                [--calls 500] [--compare FOLDER]
+                                [--calls 500] [--compare FOLDER] [--profile]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from image_peers import Peer, onnx_runtime, torch_original  # noqa: E402
+from op_profile import profile_ops  # noqa: E402
 
 TESTS_DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
@@ -112,6 +116,31 @@ def tensorflow_runner(call: Callable[[Any], Any]) -> Callable[[np.ndarray], Call
     return runner
 
 
+def print_profile(runs: dict[str, Callable[[], Any]], work: str, calls: int = 20) -> None:
+    """The batch-1 op time by op type of each run, side by side."""
+    tables = {
+        name: {t.op_type: t for t in profile_ops(run, calls, os.path.join(work, f"trace{i}"))}
+        for i, (name, run) in enumerate(runs.items())
+    }
+    ops = sorted(
+        {op for table in tables.values() for op in table},
+        key=lambda op: -max(t[op].ms_per_call for t in tables.values() if op in t),
+    )
+    print(f"\nbatch-1 time by op type, TF profiler over {calls} calls: ms per call (ops per call)")
+    print(f"{'op type':40}" + "".join(f"{name:>30}" for name in tables))
+    for op in ops:
+        cells = [t.get(op) for t in tables.values()]
+        print(
+            f"{op:40}"
+            + "".join(
+                f"{c.ms_per_call:22.2f} ({c.count_per_call:4.0f})" if c else f"{'-':>30}"
+                for c in cells
+            )
+        )
+    totals = [sum(t.ms_per_call for t in table.values()) for table in tables.values()]
+    print(f"{'all ops':40}" + "".join(f"{total:22.2f}{'':8}" for total in totals))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -119,6 +148,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,32,128")
     parser.add_argument("--calls", type=int, default=500, help="batch-1 calls for latency")
     parser.add_argument("--compare", help="another converted classifier folder to time")
+    parser.add_argument("--profile", action="store_true", help="batch-1 time by op type")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
 
@@ -180,6 +210,9 @@ def main() -> None:
     print(f"{'path':28}{'p50':>12}{'p99':>12}")
     for name in names:
         print(f"{name:28}" + "".join(f"{t:12.2f}" for t in latency[name]))
+    if args.profile:
+        profiled = [n for n in names if n.startswith("savedhub.load")]
+        print_profile({n: paths[n](one) for n in profiled}, work)
     if ort is None:
         print("\nno ONNX Runtime column: no ratios")
         return
