@@ -7,6 +7,7 @@ it skip when the weights package is not installed. No torch is imported here.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 import subprocess
@@ -22,6 +23,7 @@ import tensorflow as tf
 import savedhub
 from photos import DATA, PHOTOS, golden, photos, random_batch
 from savedhub.convert import convert
+from savedhub.convert._image_source import LITE0_BLOCKS
 from savedhub.convert._torch_checkpoint import read_state_dict
 from savedhub.errors import UnsupportedSourceError
 from savedhub.publish.lint import lint
@@ -256,3 +258,70 @@ def _check_training(obj) -> None:  # noqa: ANN001
     frozen = [v.numpy().copy() for v in obj.variables]
     obj(images, training=True, batch_norm_momentum=1.0)
     assert all(np.array_equal(f, v.numpy()) for f, v in zip(frozen, obj.variables, strict=True))
+
+
+# -- what inference runs -------------------------------------------------------------------
+
+
+def _op_profile():  # noqa: ANN202 (the bench's module, loaded by path: bench/ is no package)
+    path = Path(__file__).parent.parent / "bench" / "op_profile.py"
+    if "op_profile" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("op_profile", path)
+        assert spec is not None and spec.loader is not None
+        sys.modules["op_profile"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["op_profile"])
+    return sys.modules["op_profile"]
+
+
+def test_inference_runs_one_fused_kernel_per_convolution(classifier, tmp_path: Path) -> None:  # noqa: ANN001
+    images = tf.constant(random_batch(64, 1, seed=7))
+    ops = {
+        t.op_type: t.count_per_call
+        for t in _op_profile().profile_ops(lambda: classifier(images), 1, str(tmp_path))
+    }
+    # Batch norm lives inside the convolutions' kernels: none runs on its own.
+    assert not [op for op in ops if "BatchNorm" in op], ops
+    depthwise = {op: n for op, n in ops.items() if "DepthwiseConv2dNative" in op}
+    convolutions = {op: n for op, n in ops.items() if op.endswith("Conv2D")}
+    assert all("Fused" in op for op in convolutions), ops  # with their Relu6
+    assert sum(convolutions.values()) == 2 + 2 * len(LITE0_BLOCKS) - 1  # stem, head, 1x1s
+    assert sum(depthwise.values()) == len(LITE0_BLOCKS)
+    if any(op.startswith("_Mkl") for op in ops):  # oneDNN (x86 Linux's default) also fuses
+        assert all("Fused" in op for op in depthwise) and "Relu6" not in ops, ops  # the rest
+    else:  # TensorFlow's own kernels: a depthwise convolution takes no activation
+        assert ops.get("Relu6") == len(LITE0_BLOCKS), ops
+
+
+def test_inference_folds_the_batch_norms_current_values(
+    feature_vector,  # noqa: ANN001
+    efficientnet_checkpoint: str,
+) -> None:
+    """What inference folds into the kernels is read at each call: moved statistics and
+    fine-tuned scales count, as in the unfolded reference."""
+    from efficientnet_reference import EfficientNetLite0Reference
+
+    weights = read_state_dict(efficientnet_checkpoint)
+    images = random_batch(64, 2, seed=8)
+    converted = EfficientNetLite0Reference(weights).features(images)
+    rng = np.random.default_rng(11)
+    by_name = {v.name.split(":")[0]: v for v in feature_vector.variables}
+    saved = {name: v.numpy() for name, v in by_name.items()}
+    names = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean"}
+    names["moving_variance"] = "running_var"
+    try:
+        for i in range(len(LITE0_BLOCKS)):
+            for ours, theirs in names.items():
+                key = f"_blocks.{i}._bn1.{theirs}"  # the depthwise convolution's batch norm
+                value = weights[key]
+                if ours == "moving_variance":
+                    value = value * rng.uniform(0.5, 2.0, value.shape)
+                else:
+                    value = value + rng.normal(0, 0.1, value.shape)
+                weights[key] = value.astype(np.float32)
+                by_name[f"blocks/{i}/depthwise/bn/{ours}"].assign(weights[key])
+        expected = EfficientNetLite0Reference(weights).features(images)
+        assert not np.allclose(expected, converted, atol=1e-2)  # the change shows
+        np.testing.assert_allclose(feature_vector(images).numpy(), expected, atol=1e-3)
+    finally:  # the module's other tests see the converted values
+        for name, value in saved.items():
+            by_name[name].assign(value)

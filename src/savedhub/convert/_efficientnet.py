@@ -14,6 +14,13 @@ as the original trained them), drop-connect skips residual branches with the ori
 rates, and the classifier applies its dropout. The layout is NHWC, TensorFlow's native
 one on CPUs, and convolutions pad as TensorFlow's "SAME", which is what the original's
 "same padding" convolutions compute.
+
+Inference is written so that TensorFlow's graph rewriter runs each convolution with its
+batch norm and Relu6 as one kernel (``bench/bench_image.py --profile`` shows the kernels):
+a 2-D convolution is fused with the ``FusedBatchNormV3`` after it, and a depthwise one,
+which TensorFlow does not fuse with batch norm, gets its batch norm folded into its kernel
+and a bias from the variables' current values at each call. Training runs the unfolded
+batch norm.
 """
 
 from __future__ import annotations
@@ -73,6 +80,15 @@ class _BatchNorm(tf.Module):
             self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
             self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
         return y
+
+    def folded(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Inference batch norm as ``x * scale + offset``, to fold into the layer before it.
+
+        Computed from the variables at each call (a few hundred numbers), so a fine-tuned
+        or re-assigned model folds its current values.
+        """
+        scale = self.gamma * tf.math.rsqrt(self.moving_variance + BN_EPSILON)
+        return scale, self.beta - self.moving_mean * scale
 
 
 def _conv_kernel(weights: dict[str, np.ndarray], key: str, name: str) -> tf.Variable:
@@ -179,9 +195,7 @@ class EfficientNetLite(tf.train.Checkpoint):
             if "expand_kernel" in block:
                 x = tf.nn.conv2d(x, block["expand_kernel"], 1, "SAME")
                 x = tf.nn.relu6(block["expand_bn"](x, training, decay))
-            strides = [1, spec.stride, spec.stride, 1]
-            x = tf.nn.depthwise_conv2d(x, block["depthwise_kernel"], strides, "SAME")
-            x = tf.nn.relu6(block["depthwise_bn"](x, training, decay))
+            x = tf.nn.relu6(self._depthwise(x, spec.stride, block, training, decay))
             x = tf.nn.conv2d(x, block["project_kernel"], 1, "SAME")
             x = block["project_bn"](x, training, decay)
             if spec.has_skip:
@@ -196,6 +210,26 @@ class EfficientNetLite(tf.train.Checkpoint):
         if training:
             features = tf.nn.dropout(features, rate=DROPOUT_RATE)
         return tf.matmul(features, self.logits_kernel) + self.logits_bias
+
+    @staticmethod
+    def _depthwise(
+        x: tf.Tensor, stride: int, block: dict[str, Any], training: bool, decay: tf.Tensor | None
+    ) -> tf.Tensor:
+        """The depthwise convolution and its batch norm.
+
+        At inference the batch norm is folded into the kernel and a bias: TensorFlow fuses
+        a 2-D convolution with the batch norm after it, but not a depthwise one, while it
+        does fuse depthwise + BiasAdd + Relu6 into one kernel (oneDNN's
+        ``_FusedDepthwiseConv2dNative``), saving two passes over the block's widest tensor.
+        """
+        strides = [1, stride, stride, 1]
+        norm: _BatchNorm = block["depthwise_bn"]
+        if training:
+            x = tf.nn.depthwise_conv2d(x, block["depthwise_kernel"], strides, "SAME")
+            return norm(x, training, decay)
+        scale, offset = norm.folded()
+        kernel = block["depthwise_kernel"] * scale[:, None]  # [kh, kw, channels, 1]
+        return tf.nn.bias_add(tf.nn.depthwise_conv2d(x, kernel, strides, "SAME"), offset)
 
     @staticmethod
     def _drop_connect(x: tf.Tensor, rate: float) -> tf.Tensor:
