@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Events that wrap or mark ops rather than being one: counting them would count twice.
-_NOT_OPS = {"Process", "StartRegion", "StopRegion", "Record", "ExecutorDoneCallback"}
+# Events that wrap, split or mark ops rather than being one: counting them would count twice.
+_NOT_OPS = {"Process", "ParallelFor", "StartRegion", "StopRegion", "Record", "ExecutorDoneCallback"}
 
 
 @dataclass(frozen=True)
