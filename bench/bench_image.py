@@ -121,27 +121,33 @@ def tensorflow_runner(call: Callable[[Any], Any]) -> Callable[[np.ndarray], Call
 
 def print_profile(runs: dict[str, Callable[[], Any]], work: str, calls: int = 20) -> None:
     """The batch-1 op time by op type of each run, side by side."""
-    tables = {
-        name: {t.op_type: t for t in profile_ops(run, calls, os.path.join(work, f"trace{i}"))}
+    profiles = {
+        name: profile_ops(run, calls, os.path.join(work, f"trace{i}"))
         for i, (name, run) in enumerate(runs.items())
     }
+    tables = {name: {t.op_type: t for t in p.ops} for name, p in profiles.items()}
     ops = sorted(
         {op for table in tables.values() for op in table},
         key=lambda op: -max(t[op].ms_per_call for t in tables.values() if op in t),
     )
     print(f"\nbatch-1 time by op type, TF profiler over {calls} calls: ms per call (ops per call)")
-    print(f"{'op type':40}" + "".join(f"{name:>30}" for name in tables))
+    print(f"{'op type':40}" + "".join(f"{name:>34}" for name in tables))
     for op in ops:
         cells = [t.get(op) for t in tables.values()]
         print(
             f"{op:40}"
             + "".join(
-                f"{c.ms_per_call:22.2f} ({c.count_per_call:4.0f})" if c else f"{'-':>30}"
+                f"{c.ms_per_call:26.2f} ({c.count_per_call:5.0f})" if c else f"{'-':>34}"
                 for c in cells
             )
         )
     totals = [sum(t.ms_per_call for t in table.values()) for table in tables.values()]
-    print(f"{'all ops':40}" + "".join(f"{total:22.2f}{'':8}" for total in totals))
+    print(f"{'all traced ops':40}" + "".join(f"{total:26.2f}{'':8}" for total in totals))
+    walls = [p.wall_ms_per_call for p in profiles.values()]
+    print(
+        f"{'wall time per call (untraced: the rest)':40}"
+        + "".join(f"{wall:26.2f}{'':8}" for wall in walls)
+    )
 
 
 def main() -> None:
@@ -187,12 +193,13 @@ def main() -> None:
     paths.update({p.name: p.runner for p in peers})
     ort = next((p.name for p in peers if p.name.startswith("ONNX Runtime")), None)
     names = list(paths)
+    w = max(map(len, names)) + 2  # the path column's width
 
     images, expected = golden_images()
     print("\nagreement with the original's recorded logits on 5 golden images (224x224)")
-    print(f"{'path':28}{'min cosine':>12}{'max |diff|':>12}{'top-1':>10}")
+    print(f"{'path':{w}}{'min cosine':>12}{'max |diff|':>12}{'top-1':>10}")
     for name, runner in paths.items():
-        print(f"{name:28}" + agreement(np.asarray(runner(images)()), expected))
+        print(f"{name:{w}}" + agreement(np.asarray(runner(images)()), expected))
 
     best: dict[tuple[str, int], float] = {}
     for batch in batches:
@@ -206,14 +213,14 @@ def main() -> None:
     latency = {name: latencies_ms(runner(one), args.calls, 30) for name, runner in paths.items()}
 
     print(f"\nimages/s, 224x224, best of {args.rounds} rounds of {args.seconds} s (CPU shared)")
-    print(f"{'path':28}" + "".join(f"{'batch ' + str(b):>12}" for b in batches))
+    print(f"{'path':{w}}" + "".join(f"{'batch ' + str(b):>12}" for b in batches))
     for name in names:
-        print(f"{name:28}" + "".join(f"{best[name, b]:12.1f}" for b in batches))
+        print(f"{name:{w}}" + "".join(f"{best[name, b]:12.1f}" for b in batches))
     print(f"\nbatch-1 latency, ms, over {args.calls} calls (or 30 s)")
-    print(f"{'path':28}{'p50':>12}{'p99':>12}{'calls':>8}")
+    print(f"{'path':{w}}{'p50':>12}{'p99':>12}{'calls':>8}")
     for name in names:
         p50, p99, calls = latency[name]
-        print(f"{name:28}{p50:12.2f}{p99:12.2f}{calls:8.0f}")
+        print(f"{name:{w}}{p50:12.2f}{p99:12.2f}{calls:8.0f}")
     if args.profile:
         profiled = [n for n in names if n.startswith("savedhub.load")]
         print_profile({n: paths[n](one) for n in profiled}, work)
@@ -221,11 +228,11 @@ def main() -> None:
         print("\nno ONNX Runtime column: no ratios")
         return
     print(f"\nratio to {ort} (>1: faster than ORT; latency: ORT's p50 / the path's)")
-    print(f"{'path':28}" + "".join(f"{'batch ' + str(b):>12}" for b in batches) + f"{'p50':>12}")
+    print(f"{'path':{w}}" + "".join(f"{'batch ' + str(b):>12}" for b in batches) + f"{'p50':>12}")
     for name in names:
         ratios = [best[name, b] / best[ort, b] for b in batches]
         ratios.append(latency[ort][0] / latency[name][0])
-        print(f"{name:28}" + "".join(f"{r:12.2f}" for r in ratios))
+        print(f"{name:{w}}" + "".join(f"{r:12.2f}" for r in ratios))
 
 
 if __name__ == "__main__":

@@ -5,12 +5,18 @@
 host's TensorFlow op lines (names starting ``tf_``), each named ``name:OpType``, grouped by
 op type. The op types are the kernels that ran, after Grappler's rewrites, so they show
 which fusions happened (``_MklNativeFusedConv2D``, ``_FusedDepthwiseConv2dNative``...).
+
+Once a function has run a few hundred times, TensorFlow's executor runs the ops it has
+measured as cheap (variable reads, small arithmetic) inline without a trace event, at
+every tracer level: their time then shows only as the gap between the wall time per call
+(which :func:`profile_ops` also measures) and the ops' sum.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,13 +55,21 @@ def read_xplane(folder: str, calls: int) -> list[OpTime]:
     return [OpTime(op, ps / 1e9 / calls, count[op] / calls) for op, ps in time_ps.most_common()]
 
 
-def profile_ops(call: Callable[[], object], calls: int, folder: str) -> list[OpTime]:
+@dataclass(frozen=True)
+class Profile:
+    ops: list[OpTime]
+    wall_ms_per_call: float
+
+
+def profile_ops(call: Callable[[], object], calls: int, folder: str) -> Profile:
     """Trace ``calls`` calls (after one untraced warm-up) and sum their ops by type."""
     import tensorflow as tf
 
     call()
     tf.profiler.experimental.start(folder)
+    start = time.perf_counter()
     for _ in range(calls):
         call()
+    wall = (time.perf_counter() - start) * 1000 / calls
     tf.profiler.experimental.stop()
-    return read_xplane(folder, calls)
+    return Profile(read_xplane(folder, calls), wall)

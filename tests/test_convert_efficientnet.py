@@ -277,7 +277,7 @@ def test_inference_runs_one_fused_kernel_per_convolution(classifier, tmp_path: P
     images = tf.constant(random_batch(64, 1, seed=7))
     ops = {
         t.op_type: t.count_per_call
-        for t in _op_profile().profile_ops(lambda: classifier(images), 1, str(tmp_path))
+        for t in _op_profile().profile_ops(lambda: classifier(images), 1, str(tmp_path)).ops
     }
     # Batch norm lives inside the convolutions' kernels: none runs on its own.
     assert not [op for op in ops if "BatchNorm" in op], ops
