@@ -94,18 +94,31 @@ def images_per_second(run: Callable[[], object], batch: int, seconds: float) -> 
     return count / (time.perf_counter() - start)
 
 
-def latencies_ms(run: Callable[[], object], calls: int, budget: float) -> tuple[float, ...]:
-    """p50 and p99 of ``calls`` calls, fewer if they take more than ``budget`` seconds (a
-    collapsed peer on a shared CPU would otherwise hold the bench up), and the count."""
-    run()
-    times: list[float] = []
-    deadline = time.perf_counter() + budget
-    while len(times) < calls and (len(times) < 20 or time.perf_counter() < deadline):
-        start = time.perf_counter()
+def latencies_ms(
+    runs: dict[str, Callable[[], object]], calls: int, budget: float, rounds: int = 10
+) -> dict[str, tuple[float, float, int]]:
+    """Each run's p50 and p99 over ``calls`` calls and how many ran. The runs take turns in
+    ``rounds`` slices, so a change in the machine's load falls on all of them; a run stops
+    early after ``budget`` seconds (a collapsed peer on a shared CPU would hold the bench up).
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    spent = dict.fromkeys(runs, 0.0)
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - start)
-    p50, p99 = np.percentile(times, [50, 99]) * 1000
-    return float(p50), float(p99), len(times)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            for _ in range(calls // rounds):
+                if spent[name] > budget and len(times[name]) >= 20:
+                    break
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+                spent[name] += times[name][-1]
+    result = {}
+    for name, samples in times.items():
+        p50, p99 = np.percentile(samples, [50, 99]) * 1000
+        result[name] = (float(p50), float(p99), len(samples))
+    return result
 
 
 def tensorflow_runner(call: Callable[[Any], Any]) -> Callable[[np.ndarray], Callable[[], Any]]:
@@ -210,13 +223,13 @@ def main() -> None:
                 rate = images_per_second(run, batch, args.seconds)
                 best[name, batch] = max(best.get((name, batch), 0.0), rate)
     one = np.random.default_rng(1).random((1, 224, 224, 3), dtype=np.float32)
-    latency = {name: latencies_ms(runner(one), args.calls, 30) for name, runner in paths.items()}
+    latency = latencies_ms({name: runner(one) for name, runner in paths.items()}, args.calls, 30)
 
     print(f"\nimages/s, 224x224, best of {args.rounds} rounds of {args.seconds} s (CPU shared)")
     print(f"{'path':{w}}" + "".join(f"{'batch ' + str(b):>12}" for b in batches))
     for name in names:
         print(f"{name:{w}}" + "".join(f"{best[name, b]:12.1f}" for b in batches))
-    print(f"\nbatch-1 latency, ms, over {args.calls} calls (or 30 s)")
+    print(f"\nbatch-1 latency, ms, over {args.calls} calls (or 30 s) in 10 interleaved slices")
     print(f"{'path':{w}}{'p50':>12}{'p99':>12}{'calls':>8}")
     for name in names:
         p50, p99, calls = latency[name]
