@@ -30,6 +30,7 @@ import tiny_bert
 from hfserver import FakeHub
 from minilm_reference import SentenceTransformerReference
 from puthub import PutHub, put_hub
+from savedhub.cli import main as cli_main
 from savedhub.errors import (
     InvalidHandleError,
     ModelNotFoundError,
@@ -335,14 +336,18 @@ def _resolve_in_processes(handle: str, count: int) -> list[tuple[str, bool, str]
 
 
 def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds_push(
-    fake_hf: FakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake_hf: FakeHub,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Commit 1, bge-style (CLS pooling, no Normalize, lower-cased, max_seq_length 16),
     is asked for by 8 processes at once: the cache's lock lets one convert, the others
     wait and load its result without importing TensorFlow. Commit 2 on main, cased with
     mean pooling, Normalize and max_seq_length 9, converts again; the handle pinned to
     commit 1 does not. Both match the numpy reference. ``savedhub push hf://...@commit1``
-    then publishes the converted model with its card."""
+    then publishes the converted model with its card, and ``savedhub cache rm`` removes
+    a commit's conversion by the name ``cache ls`` shows, then the rest by repository."""
     repo = "acme/tiny-encoder"
     sources = tmp_path / "sources"
     bge = tiny_bert.build(
@@ -405,3 +410,14 @@ def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds_pu
         card = archive.extractfile("README.md").read().decode()  # type: ignore[union-attr]
     assert "saved_model.pb" in names and "variables/variables.index" in names
     assert card == Path(first_path, "README.md").read_text(encoding="utf-8")
+
+    # savedhub cache rm: by the commit `cache ls` shows, then the bare repository for the rest.
+    assert cli_main(["cache", "rm", f"hf://{repo}@main"]) == 1
+    assert "hf://ORG/NAME@SHA" in capsys.readouterr().out
+    assert cli_main(["cache", "rm", f"hf://{repo}@{first}"]) == 0
+    assert f"removed: hf://{repo}@{first}" in capsys.readouterr().out
+    assert not Path(first_path).exists()
+    assert hub.resolve(f"hf://{repo}@{second}")  # the other commit stays
+    assert cli_main(["cache", "rm", f"hf://{repo}"]) == 0
+    assert f"removed: hf://{repo}@{second}" in capsys.readouterr().out
+    assert cli_main(["cache", "rm", f"hf://{repo}"]) == 1
