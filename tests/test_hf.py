@@ -123,12 +123,25 @@ def hf_minilm(fake_hf: FakeHub, hf_home: Path, session_cache: Path) -> str:
     return path
 
 
+def _run_card_example(card: str) -> dict[str, object]:
+    """Run the card's Python example as a user would paste it; returns its variables."""
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the card we just wrote
+    assert isinstance(scope["layer"], hub.KerasLayer)
+    return scope
+
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def test_minilm_by_handle_equals_hand_conversion_and_the_published_table(
-    hf_minilm: str, minilm_path: str, fake_hf: FakeHub, session_cache: Path
+    hf_minilm: str,
+    minilm_path: str,
+    fake_hf: FakeHub,
+    session_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model = hub.load(f"hf://{MINILM}", cache_dir=session_cache)
     vectors = model(tf.constant(TABLE + TEXTS)).numpy()
@@ -142,6 +155,12 @@ def test_minilm_by_handle_equals_hand_conversion_and_the_published_table(
     card = Path(hf_minilm, "README.md").read_text(encoding="utf-8")
     assert f"revision `{fake_hf.minilm_a}`" in card  # type: ignore[attr-defined]
     assert f"hf://{MINILM}" in card and fake_hf.endpoint in card and "Apache-2.0" in card
+    # The card's example loads this very commit, by its pinned handle, from the cache.
+    monkeypatch.setenv("SAVEDHUB_CACHE_DIR", str(session_cache))
+    fake_hf.clear_log()
+    example = _run_card_example(card)
+    assert fake_hf.requests == []
+    assert round(float(example["similarity"]), 4) == PUBLISHED[0, 1]  # the card's pair: TABLE[:2]
 
 
 def test_a_pinned_commit_is_reused_without_a_request_after_main_moves(
@@ -371,6 +390,9 @@ def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds_pu
     np.testing.assert_allclose(layer(tf.constant(TEXTS)).numpy(), ours, atol=1e-5)
     card = Path(first_path, "README.md").read_text(encoding="utf-8")
     assert "the [CLS] token" in card and "L2" not in card and first in card
+    pair = hub.load(f"hf://{repo}")(tf.constant(TABLE[:2])).numpy()  # the card's two sentences
+    cosine = _run_card_example(card)["similarity"]  # normalises the vectors itself
+    assert cosine == pytest.approx(float(_cosines(pair[:1], pair[1:])[0]), abs=1e-5)
 
     cased = tiny_bert.build(
         sources / "cased", cased=True, pooling="mean", normalize=True, max_seq_length=9, seed=2
