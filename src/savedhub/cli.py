@@ -517,6 +517,13 @@ def _cache_rm(args: argparse.Namespace) -> int:
         help="drop an upload that sends nothing for this long, freeing its version (default 60)",
     ),
     arg(
+        "--upload-min-rate",
+        type=_size,
+        metavar="SIZE",
+        help="drop an upload that sends less than this many bytes a second over any span of "
+        "--upload-idle-timeout, e.g. 16KiB (default 4KiB; 0 turns it off)",
+    ),
+    arg(
         "--inspector-idle",
         type=float,
         metavar="SECONDS",
@@ -565,6 +572,7 @@ def _serve(args: argparse.Namespace) -> int:
         allowed_hosts=args.allowed_hosts,
         max_unpacked_bytes=args.max_unpacked,
         upload_idle_timeout=args.upload_idle_timeout,
+        upload_min_rate=args.upload_min_rate,
         inspector_idle=args.inspector_idle,
         redirect_downloads=args.redirect_downloads,
         workers=args.workers,
