@@ -44,7 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
-from minilm_peers import Peer, Stages, onnx_runtime, sentence_transformers_torch
+from minilm_peers import (
+    Peer,
+    Stages,
+    matmul_chain,
+    onnx_matmul_chain,
+    onnx_runtime,
+    sentence_transformers_torch,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -182,6 +189,40 @@ def agreement(peers: list[Peer], reference: Peer) -> dict[str, float]:
     return {p.name: float((p.embed(SENTENCES) * theirs).sum(1).min()) for p in peers}
 
 
+def matmul_floor(path: str, calls: int) -> tuple[dict[int, dict[str, float]], str | None]:
+    """p50 ms of the encoder's matrix products alone: TensorFlow against ONNX Runtime.
+
+    The same chain (:func:`minilm_peers.matmul_chain`) over the converted model's
+    own variables, at the row counts of a batch-1 and a batch-32 call. It is the
+    floor under the encoder's time in each runtime: what remains of a gap here is
+    the matrix-multiply kernels, not the graph around them.
+    """
+    import tensorflow as tf
+
+    import savedhub
+
+    obj = savedhub.load(path)
+    names = ("qkv_kernel", "attention_out_kernel", "intermediate_kernel", "output_kernel")
+    variables = [[layer[n] for n in names] for layer in obj.layers]
+    tokens = int(obj.tokenize(tf.constant(batch_of(1))).row_lengths()[0])
+    hidden = int(variables[0][1].shape[0])
+    ours = tf.function(lambda x: matmul_chain(x, variables, tf.matmul))
+    ort = onnx_matmul_chain([[v.numpy() for v in layer] for layer in variables])
+    runs: dict[str, Callable[[np.ndarray], object]] = {"TensorFlow": ours}
+    if callable(ort):
+        runs["ONNX Runtime"] = ort
+    table: dict[int, dict[str, float]] = {}
+    for batch in (1, 32):
+        rows = np.random.default_rng(0).standard_normal((batch * tokens, hidden), np.float32)
+        n = calls // 3 if batch == 1 else max(calls // 60, 5)
+        best = table.setdefault(batch * tokens, {})
+        for _ in range(3):  # interleaved rounds, the best counts, as in the other tables
+            for name, run in runs.items():
+                p50 = percentiles(lambda r=run, x=rows: r(x), n)[0]
+                best[name] = min(best.get(name, p50), p50)
+    return table, None if callable(ort) else ort
+
+
 def trace(peer: Peer, folder: str) -> None:
     """A TensorFlow profiler trace of 50 batch-1 calls, for TensorBoard's profile tab."""
     import tensorflow as tf
@@ -307,6 +348,7 @@ def main() -> None:
         latencies = latency(peers, args.calls)
         parts = breakdown(peers, max(args.calls // 4, 50))
         agree = agreement(peers[1:], ours)
+        floor, floor_note = matmul_floor(path, args.calls)
         if args.trace:
             trace(ours, args.trace)
 
@@ -347,6 +389,16 @@ def main() -> None:
         )
     for name, cosine in agree.items():
         print(f"  lowest cosine to savedhub's vectors, {name}: {cosine:.6f}")
+    print("\nthe encoder's 24 matrix products alone (same weights, same chain), p50 milliseconds")
+    print("| rows (tokens) | TensorFlow | ONNX Runtime | TF / ORT |")
+    print("|---------------|------------|--------------|----------|")
+    for rows, row in floor.items():
+        theirs = row.get("ONNX Runtime")
+        ratio = f"{theirs:12.2f} | {row['TensorFlow'] / theirs:8.2f}" if theirs else None
+        cells = ratio or f"{'-':>12} | {'-':>8}"
+        print(f"| {rows:13d} | {row['TensorFlow']:10.2f} | {cells} |")
+    if floor_note:
+        print(f"  {floor_note}")
     if args.trace:
         print(f"  profiler trace of 50 batch-1 calls: tensorboard --logdir {args.trace}")
 

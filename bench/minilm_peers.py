@@ -149,3 +149,62 @@ def sentence_transformers_torch(src: str) -> Peer | str:
         return {"tokenize": lambda: model.tokenize(texts), "encoder": encoder}
 
     return Peer(f"sentence-transformers/torch {torch.__version__}", embed, stages)
+
+
+def onnx_matmul_chain(kernels: list[list[np.ndarray]]) -> Callable[[np.ndarray], object] | str:
+    """ORT running only the encoder's matrix products, or why it is skipped.
+
+    ``kernels`` holds, per layer, the four ``[in, out]`` matrices in the order the
+    encoder multiplies by them (fused q/k/v, attention output, intermediate,
+    output). The graph is :func:`matmul_chain`'s, written in ONNX.
+    """
+    lacking = missing("onnxruntime", "onnx")
+    if lacking:
+        return f"ONNX Runtime matmul chain skipped: not installed: {', '.join(lacking)}"
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, weights = [], []
+    hidden = kernels[0][1].shape[0]
+    weights.append(numpy_helper.from_array(np.array([0], np.int64), "zero"))
+    weights.append(numpy_helper.from_array(np.array([hidden], np.int64), "hidden"))
+    weights.append(numpy_helper.from_array(np.array([1], np.int64), "axis"))
+    x = "x"
+    for i, (qkv, out, inner, back) in enumerate(kernels):
+        for name, value in (("qkv", qkv), ("out", out), ("inner", inner), ("back", back)):
+            weights.append(numpy_helper.from_array(np.ascontiguousarray(value), f"{name}{i}"))
+        nodes += [
+            helper.make_node("MatMul", [x, f"qkv{i}"], [f"a{i}"]),
+            helper.make_node("Slice", [f"a{i}", "zero", "hidden", "axis"], [f"q{i}"]),
+            helper.make_node("MatMul", [f"q{i}", f"out{i}"], [f"b{i}"]),
+            helper.make_node("Add", [x, f"b{i}"], [f"c{i}"]),
+            helper.make_node("MatMul", [f"c{i}", f"inner{i}"], [f"d{i}"]),
+            helper.make_node("MatMul", [f"d{i}", f"back{i}"], [f"e{i}"]),
+            helper.make_node("Add", [f"c{i}", f"e{i}"], [f"x{i}"]),
+        ]
+        x = f"x{i}"
+    graph = helper.make_graph(
+        nodes,
+        "matmul_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, hidden])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [None, hidden])],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return lambda rows: session.run(None, {"x": rows})
+
+
+def matmul_chain(x: Any, kernels: list[list[Any]], matmul: Callable[[Any, Any], Any]) -> Any:
+    """The encoder's matrix products alone, in its order and shapes, without the rest.
+
+    Per layer: ``x @ qkv``, its first ``hidden`` columns ``@ out`` added to ``x``,
+    then ``x @ inner @ back`` added again; the additions keep the chain's values
+    bounded and each product dependent on the last, as in the model.
+    """
+    hidden = kernels[0][1].shape[0]
+    for qkv, out, inner, back in kernels:
+        x = x + matmul(matmul(x, qkv)[:, :hidden], out)
+        x = x + matmul(matmul(x, inner), back)
+    return x

@@ -30,6 +30,7 @@ import tiny_bert
 from hfserver import FakeHub
 from minilm_reference import SentenceTransformerReference
 from puthub import PutHub, put_hub
+from savedhub.cli import main as cli_main
 from savedhub.errors import (
     InvalidHandleError,
     ModelNotFoundError,
@@ -122,12 +123,25 @@ def hf_minilm(fake_hf: FakeHub, hf_home: Path, session_cache: Path) -> str:
     return path
 
 
+def _run_card_example(card: str) -> dict[str, object]:
+    """Run the card's Python example as a user would paste it; returns its variables."""
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the card we just wrote
+    assert isinstance(scope["layer"], hub.KerasLayer)
+    return scope
+
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def test_minilm_by_handle_equals_hand_conversion_and_the_published_table(
-    hf_minilm: str, minilm_path: str, fake_hf: FakeHub, session_cache: Path
+    hf_minilm: str,
+    minilm_path: str,
+    fake_hf: FakeHub,
+    session_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model = hub.load(f"hf://{MINILM}", cache_dir=session_cache)
     vectors = model(tf.constant(TABLE + TEXTS)).numpy()
@@ -141,6 +155,12 @@ def test_minilm_by_handle_equals_hand_conversion_and_the_published_table(
     card = Path(hf_minilm, "README.md").read_text(encoding="utf-8")
     assert f"revision `{fake_hf.minilm_a}`" in card  # type: ignore[attr-defined]
     assert f"hf://{MINILM}" in card and fake_hf.endpoint in card and "Apache-2.0" in card
+    # The card's example loads this very commit, by its pinned handle, from the cache.
+    monkeypatch.setenv("SAVEDHUB_CACHE_DIR", str(session_cache))
+    fake_hf.clear_log()
+    example = _run_card_example(card)
+    assert fake_hf.requests == []
+    assert round(float(example["similarity"]), 4) == PUBLISHED[0, 1]  # the card's pair: TABLE[:2]
 
 
 def test_a_pinned_commit_is_reused_without_a_request_after_main_moves(
@@ -335,14 +355,18 @@ def _resolve_in_processes(handle: str, count: int) -> list[tuple[str, bool, str]
 
 
 def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds_push(
-    fake_hf: FakeHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake_hf: FakeHub,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Commit 1, bge-style (CLS pooling, no Normalize, lower-cased, max_seq_length 16),
     is asked for by 8 processes at once: the cache's lock lets one convert, the others
     wait and load its result without importing TensorFlow. Commit 2 on main, cased with
     mean pooling, Normalize and max_seq_length 9, converts again; the handle pinned to
     commit 1 does not. Both match the numpy reference. ``savedhub push hf://...@commit1``
-    then publishes the converted model with its card."""
+    then publishes the converted model with its card, and ``savedhub cache rm`` removes
+    a commit's conversion by the name ``cache ls`` shows, then the rest by repository."""
     repo = "acme/tiny-encoder"
     sources = tmp_path / "sources"
     bge = tiny_bert.build(
@@ -366,6 +390,9 @@ def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds_pu
     np.testing.assert_allclose(layer(tf.constant(TEXTS)).numpy(), ours, atol=1e-5)
     card = Path(first_path, "README.md").read_text(encoding="utf-8")
     assert "the [CLS] token" in card and "L2" not in card and first in card
+    pair = hub.load(f"hf://{repo}")(tf.constant(TABLE[:2])).numpy()  # the card's two sentences
+    cosine = _run_card_example(card)["similarity"]  # normalises the vectors itself
+    assert cosine == pytest.approx(float(_cosines(pair[:1], pair[1:])[0]), abs=1e-5)
 
     cased = tiny_bert.build(
         sources / "cased", cased=True, pooling="mean", normalize=True, max_seq_length=9, seed=2
@@ -405,3 +432,14 @@ def test_eight_processes_convert_once_a_new_commit_converts_again_a_pin_holds_pu
         card = archive.extractfile("README.md").read().decode()  # type: ignore[union-attr]
     assert "saved_model.pb" in names and "variables/variables.index" in names
     assert card == Path(first_path, "README.md").read_text(encoding="utf-8")
+
+    # savedhub cache rm: by the commit `cache ls` shows, then the bare repository for the rest.
+    assert cli_main(["cache", "rm", f"hf://{repo}@main"]) == 1
+    assert "hf://ORG/NAME@SHA" in capsys.readouterr().out
+    assert cli_main(["cache", "rm", f"hf://{repo}@{first}"]) == 0
+    assert f"removed: hf://{repo}@{first}" in capsys.readouterr().out
+    assert not Path(first_path).exists()
+    assert hub.resolve(f"hf://{repo}@{second}")  # the other commit stays
+    assert cli_main(["cache", "rm", f"hf://{repo}"]) == 0
+    assert f"removed: hf://{repo}@{second}" in capsys.readouterr().out
+    assert cli_main(["cache", "rm", f"hf://{repo}"]) == 1

@@ -36,6 +36,7 @@ from savedhub.publish.pack import pack
 TOKEN = "tok-uploads"
 MAX_UPLOAD = 2 * 2**20  # so the default --max-unpacked is 8 MiB
 IDLE_SECONDS = 3
+MIN_RATE = 2048  # bytes a second over each IDLE_SECONDS span
 PEAK_RSS_MIB = 400
 ADDRESS_SPACE = 3 * 2**30
 MAX_MEMBERS = 500  # the hub's own; each member below it is a file written
@@ -51,7 +52,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
         base,
         tokens_file=tokens,
         max_upload=MAX_UPLOAD,
-        extra_args=["--upload-idle-timeout", str(IDLE_SECONDS), "--inspector-idle", "2"],
+        extra_args=[
+            "--upload-idle-timeout",
+            str(IDLE_SECONDS),
+            "--upload-min-rate",
+            f"{MIN_RATE}",
+            "--inspector-idle",
+            "2",
+        ],
         address_space=ADDRESS_SPACE,
         env={"SAVEDHUB_MAX_EXTRACT_MEMBERS": str(MAX_MEMBERS)},
     ) as running:
@@ -241,6 +249,31 @@ def test_a_stalled_upload_is_dropped_and_frees_its_version(
     assert published.status_code == 201, published.text
     assert hub.peak_rss_mib() < PEAK_RSS_MIB
 
+    # A client that never stalls but trickles a byte at a time holds the claim no longer.
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as trickle:
+        trickle.sendall(head.replace("stalled/1", "trickled/1").encode())
+        started, reply = time.monotonic(), b""
+        trickle.settimeout(IDLE_SECONDS / 3)
+        for byte in my_mul_archive:
+            try:
+                trickle.sendall(bytes([byte]))
+                reply = trickle.recv(65536)
+            except TimeoutError:
+                continue  # nothing to read yet: the hub is still listening
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if reply:
+                while chunk := trickle.recv(65536):
+                    reply += chunk
+                break
+    assert _status(reply) == 408
+    assert b"--upload-min-rate" in reply and f"{MIN_RATE} bytes a second".encode() in reply
+    assert time.monotonic() - started < 4 * IDLE_SECONDS
+    trickled = httpx.put(
+        url.replace("stalled", "trickled"), content=my_mul_archive, headers=auth, timeout=120
+    )
+    assert trickled.status_code == 201, trickled.text
+
     # The inspector (TensorFlow, a process of its own) read that upload, then goes away
     # once idle (--inspector-idle 2), so an idle hub holds no TensorFlow.
     assert _children(hub.process.pid), "the inspector should be up right after an upload"
@@ -349,8 +382,14 @@ def test_the_readme_documents_every_limit_flag_of_serve() -> None:
         text=True,
         check=True,
     ).stdout
-    limits = {f for f in re.findall(r"--[a-z-]+", shown) if re.search("max|timeout|idle", f)}
-    assert {"--max-upload", "--max-unpacked", "--upload-idle-timeout", "--inspector-idle"} <= limits
+    limits = {f for f in re.findall(r"--[a-z-]+", shown) if re.search("max|timeout|idle|rate", f)}
+    assert {
+        "--max-upload",
+        "--max-unpacked",
+        "--upload-idle-timeout",
+        "--upload-min-rate",
+        "--inspector-idle",
+    } <= limits
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert [flag for flag in sorted(limits) if f"`{flag}" not in readme] == []
     assert "SAVEDHUB_MAX_EXTRACT_MEMBERS" in readme

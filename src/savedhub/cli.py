@@ -450,7 +450,12 @@ def _cache_prune(args: argparse.Namespace) -> int:
 @command(
     "cache rm",
     "remove one cached model, or all of them",
-    arg("handle", nargs="?", help="the model's handle (or its 40-hex cache key)"),
+    arg(
+        "handle",
+        nargs="?",
+        help="the model's handle (or its 40-hex cache key); hf://ORG/NAME@SHA removes that "
+        "commit's conversion, hf://ORG/NAME every commit's",
+    ),
     arg("--all", action="store_true", help="remove every cached model"),
     _CACHE_DIR,
     _JSON,
@@ -464,6 +469,11 @@ def _cache_rm(args: argparse.Namespace) -> int:
     lines = [f"removed: {e.handle or e.key}" for e in removed]
     if args.handle and not removed:
         lines.append(f"{args.handle} is not in the cache; nothing removed.")
+        if args.handle.startswith("hf://"):
+            lines.append(
+                "Converted hf:// models are cached by commit: name the commit "
+                "(hf://ORG/NAME@SHA, as `savedhub cache ls` shows), or hf://ORG/NAME for all."
+            )
     _emit(args, [_entry_row(e) for e in removed], "\n".join(lines) or "The cache was empty.")
     return EXIT_PROBLEMS if args.handle and not removed else EXIT_OK
 
@@ -505,6 +515,13 @@ def _cache_rm(args: argparse.Namespace) -> int:
         type=float,
         metavar="SECONDS",
         help="drop an upload that sends nothing for this long, freeing its version (default 60)",
+    ),
+    arg(
+        "--upload-min-rate",
+        type=_size,
+        metavar="SIZE",
+        help="drop an upload that sends less than this many bytes a second over any span of "
+        "--upload-idle-timeout, e.g. 16KiB (default 4KiB; 0 turns it off)",
     ),
     arg(
         "--inspector-idle",
@@ -555,6 +572,7 @@ def _serve(args: argparse.Namespace) -> int:
         allowed_hosts=args.allowed_hosts,
         max_unpacked_bytes=args.max_unpacked,
         upload_idle_timeout=args.upload_idle_timeout,
+        upload_min_rate=args.upload_min_rate,
         inspector_idle=args.inspector_idle,
         redirect_downloads=args.redirect_downloads,
         workers=args.workers,

@@ -231,11 +231,29 @@ def reap(cache: Cache, paths: list[Path]) -> None:
 # -- the module API ---------------------------------------------------------
 
 
-def _resolve_key(handle: str | os.PathLike[str]) -> list[str]:
+def _resolve_key(cache: Cache, handle: str | os.PathLike[str]) -> list[str]:
     text = os.fspath(handle)
     if isinstance(text, str) and KEY.match(text):
         return [text]
-    return keys_for(handles.parse(handle))
+    parsed = handles.parse(handle)
+    if parsed.kind is handles.HandleKind.HUGGING_FACE:
+        return [e.key for e in entries(cache) if _converts(e.handle, parsed)]
+    return keys_for(parsed)
+
+
+def _converts(recorded: str | None, handle: handles.Handle) -> bool:
+    """Whether an entry recorded as ``hf://ORG/NAME@SHA`` is a conversion ``handle`` names.
+
+    The entry's key also holds the converter's version, which the user does not
+    type, so ``hf://`` handles are matched by the name each entry records: a
+    commit names its conversions, a bare ``hf://ORG/NAME`` every commit's.
+    """
+    if recorded is None or not recorded.startswith(f"{handles.HF_SCHEME}://"):
+        return False
+    repo, _, sha = recorded.removeprefix(f"{handles.HF_SCHEME}://").partition("@")
+    if repo != handle.location:
+        return False
+    return handle.revision is None or handle.revision.lower() == sha.lower()
 
 
 def list_entries(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
@@ -381,6 +399,9 @@ def remove(
 ) -> list[CacheEntry]:
     """Remove the cached model of ``handle`` (or of a 40-hex entry key).
 
+    An ``hf://ORG/NAME@SHA`` handle removes that commit's conversions; a bare
+    ``hf://ORG/NAME`` removes every commit's.
+
     Waits for a process that is downloading it. A process that is loading it
     at that moment keeps the files it already opened.
 
@@ -388,7 +409,7 @@ def remove(
         The entries removed (empty when it was not cached).
     """
     cache = Cache(cache_dir)
-    removed = [remove_key(cache, key) for key in _resolve_key(handle)]
+    removed = [remove_key(cache, key) for key in _resolve_key(cache, handle)]
     return [e for e in removed if e is not None]
 
 

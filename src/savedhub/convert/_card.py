@@ -76,6 +76,16 @@ def model_card(source: BertSource, version: str, origin: Origin | None = None) -
         "max": "max pooling over the attention mask",
     }[source.pooling]
     normalised = ", then L2 normalisation" if source.normalize else ""
+    if origin:  # the handle this very model loads by, pinned to its commit
+        handle, where = f"hf://{origin.repo}@{origin.revision}", "converted on first use"
+    else:
+        handle, where = "HANDLE", "a path, or the model's URL on a hub"
+    similarity = (
+        "similarity = float(tf.reduce_sum(vectors[0] * vectors[1]))   # cosine: unit vectors"
+        if source.normalize
+        else "unit = tf.math.l2_normalize(vectors, axis=-1)   # the model does not normalise\n"
+        "similarity = float(tf.reduce_sum(unit[0] * unit[1]))   # cosine"
+    )
     # One line: the hub server shows a README's first prose line as the model's summary.
     summary = (
         f"Sentence embeddings as a TensorFlow Reusable SavedModel: strings in, "
@@ -105,11 +115,11 @@ tokenizer runs inside the graph, so the model needs no Python preprocessing.
 import savedhub as hub
 import tensorflow as tf
 
-embed = hub.load("HANDLE")        # a path, or the model's URL on a hub
+embed = hub.load("{handle}")   # {where}
 vectors = embed(["The weather is lovely today.", "It's so sunny outside!"])
-similarity = float(tf.reduce_sum(vectors[0] * vectors[1]))   # cosine: unit vectors
+{similarity}
 
-layer = hub.KerasLayer("HANDLE", trainable=True)   # fine-tune inside a Keras model
+layer = hub.KerasLayer("{handle}", trainable=True)   # fine-tune inside a Keras model
 ```
 
 The in-graph WordPiece step uses tensorflow-text ops: `pip install 'savedhub[text]'`.

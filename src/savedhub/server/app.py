@@ -356,6 +356,7 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     max_unpacked_bytes: int | None = None,
     upload_idle_timeout: float | None = None,
+    upload_min_rate: int | None = None,
     inspector_idle: float | None = None,
     redirect_downloads: bool = False,
     access_log: bool = False,
@@ -371,6 +372,8 @@ def create_app(
         max_upload_bytes: the largest archive accepted (default 4 GiB).
         max_unpacked_bytes: the most an archive may expand to (default 4 x max_upload_bytes).
         upload_idle_timeout: seconds an upload may send nothing before it is dropped (60).
+        upload_min_rate: bytes a second an upload must average over each such span, or
+            be dropped (4 KiB; 0 turns the check off).
         inspector_idle: seconds the upload inspector (TensorFlow, ~570 MB) stays up after
             its last upload (60).
         public_url: the base URL pages, redirects and answers use (``https://HOST``);
@@ -400,6 +403,7 @@ def create_app(
             max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
             max_unpacked_bytes,
             upload_idle_timeout or UploadLimits.idle_seconds,
+            UploadLimits.min_rate if upload_min_rate is None else upload_min_rate,
         ),
         public_url=public_base_url(public_url) if public_url else None,
         inspector=Inspector(idle=inspector_idle or IDLE_SECONDS),

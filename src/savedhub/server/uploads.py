@@ -44,6 +44,13 @@ class _Stalled(Exception):
     pass
 
 
+class _TooSlow(Exception):
+    def __init__(self, received: int, seconds: float) -> None:
+        super().__init__(received, seconds)
+        self.received = received
+        self.seconds = seconds
+
+
 class _NotGzip(Exception):
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
@@ -68,12 +75,15 @@ async def _receive_archive(
     request: Request, scratch: Path | None, limits: UploadLimits, sink: Any = None
 ) -> ReceivedArchive:
     """The body, into a scratch file: hashed, cut off at the size cap, dropped when it stalls
-    for ``limits.idle_seconds``, and refused at its first bytes unless it is gzip. With a
+    for ``limits.idle_seconds`` or sends less than ``limits.min_rate`` bytes a second over
+    such a span, and refused at its first bytes unless it is gzip. With a
     ``sink`` (:meth:`Storage.begin_upload`) each piece also goes to the store as it arrives,
     a part at a time."""
     digest = hashlib.sha256()
     size = 0
     head = b""
+    clock = asyncio.get_running_loop().time
+    span_start, span_bytes = clock(), 0
     handle, name = tempfile.mkstemp(prefix="upload-", suffix=".tar.gz", dir=scratch)
     try:
         with os.fdopen(handle, "wb") as out:
@@ -88,6 +98,11 @@ async def _receive_archive(
                 size += len(chunk)
                 if size > limits.max_upload_bytes:
                     raise _TooLarge()
+                span_bytes += len(chunk)
+                if (elapsed := clock() - span_start) >= limits.idle_seconds:
+                    if span_bytes < limits.min_rate * elapsed:
+                        raise _TooSlow(span_bytes, elapsed)
+                    span_start, span_bytes = clock(), 0
                 if len(head) < _HEAD_BYTES:
                     head += chunk[: _HEAD_BYTES - len(head)]
                     if len(head) == _HEAD_BYTES and (kind := _other_format(head)):
@@ -180,6 +195,17 @@ async def upload(request: Request) -> Response:
                     "error": f"The upload for {name} sent nothing for {limits.idle_seconds:g} "
                     "seconds and was dropped; send it again (the hub's operator sets this "
                     "limit with --upload-idle-timeout)."
+                },
+                status_code=408,
+                headers={"connection": "close"},
+            )
+        except _TooSlow as exc:
+            return JSONResponse(
+                {
+                    "error": f"The upload for {name} sent {exc.received} bytes in "
+                    f"{exc.seconds:.0f} seconds, below this hub's minimum of "
+                    f"{limits.min_rate} bytes a second, and was dropped; send it again over a "
+                    "faster link (the hub's operator sets this limit with --upload-min-rate)."
                 },
                 status_code=408,
                 headers={"connection": "close"},
