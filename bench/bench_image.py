@@ -29,9 +29,11 @@ onnxruntime, best in a virtual environment made with ``--system-site-packages``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -182,6 +184,7 @@ def main() -> None:
 
     weights = checkpoint()
     work = tempfile.mkdtemp(prefix="bench-image-")
+    atexit.register(shutil.rmtree, work, True)  # the converted model, ONNX file, traces
     folder = Path(work) / "classifier"
     convert(weights, folder, head="classification")
     raw = tf.saved_model.load(str(folder))
