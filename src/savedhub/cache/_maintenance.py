@@ -25,6 +25,7 @@ from savedhub.cache._layout import (
 from savedhub.cache._locks import host, lock_free, pid_alive, read_text, tfhub_lock_is_stale
 from savedhub.cache._store import Cache
 from savedhub.client import handles
+from savedhub.errors import InvalidHandleError
 
 _TFHUB_TMP = re.compile(r"^([0-9a-f]{40})\.([0-9a-f]+)\.tmp$")
 # Half-written small files: tensorflow_hub's "<file>.tmp<uuid>", ours "<file>.<pid>.<hex>.tmp".
@@ -250,10 +251,13 @@ def _converts(recorded: str | None, handle: handles.Handle) -> bool:
     """
     if recorded is None or not recorded.startswith(f"{handles.HF_SCHEME}://"):
         return False
-    repo, _, sha = recorded.removeprefix(f"{handles.HF_SCHEME}://").partition("@")
-    if repo != handle.location:
+    try:
+        entry = handles.parse(recorded)
+    except InvalidHandleError:  # a manifest edited by hand: not a conversion we made
         return False
-    return handle.revision is None or handle.revision.lower() == sha.lower()
+    if entry.location != handle.location:
+        return False
+    return handle.revision is None or handle.revision.lower() == (entry.revision or "").lower()
 
 
 def list_entries(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheEntry]:

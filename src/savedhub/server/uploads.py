@@ -99,10 +99,11 @@ async def _receive_archive(
                 if size > limits.max_upload_bytes:
                     raise _TooLarge()
                 span_bytes += len(chunk)
-                if (elapsed := clock() - span_start) >= limits.idle_seconds:
-                    if span_bytes < limits.min_rate * elapsed:
-                        raise _TooSlow(span_bytes, elapsed)
-                    span_start, span_bytes = clock(), 0
+                now = clock()
+                if now - span_start >= limits.idle_seconds:
+                    if span_bytes < limits.min_rate * (now - span_start):
+                        raise _TooSlow(span_bytes, now - span_start)
+                    span_start, span_bytes = now, 0
                 if len(head) < _HEAD_BYTES:
                     head += chunk[: _HEAD_BYTES - len(head)]
                     if len(head) == _HEAD_BYTES and (kind := _other_format(head)):
